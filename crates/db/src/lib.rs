@@ -1,0 +1,178 @@
+//! The only crate that speaks SQL. It owns the schema (migrations), the sea-orm entities and the
+//! stores that read and write them, over one code path for SQLite and PostgreSQL.
+//!
+//! Every write that must be atomic is one method here, run in one transaction; callers never hold
+//! a transaction open across network or storage I/O. On SQLite, writes go through a single-
+//! connection pool and start `IMMEDIATE` transactions, so a read-then-write transaction can never
+//! fail with a busy snapshot; reads use a separate pool.
+
+pub mod entity;
+mod manifests;
+mod migrate;
+mod repos;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod uploads;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+
+pub use manifests::{ManifestRow, NewManifest, PutManifestOutcome, TagTarget};
+pub use repos::RepositoryRow;
+pub use uploads::{BlobRow, CommitBlob, CommitOutcome, NewUpload, UploadRow};
+
+/// A database failure. Client mistakes never show up here: stores return them as values.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("cannot open database: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Migration(String),
+    #[error("unsupported DB_URI {0:?}: expected sqlite:… or postgresql://…")]
+    UnsupportedUri(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError::Connect(e.to_string())
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time column.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Handles to the database: `write` for transactions that change data, `read` for the rest.
+#[derive(Clone, Debug)]
+pub struct Db {
+    write: DatabaseConnection,
+    read: DatabaseConnection,
+    backend: DbBackend,
+}
+
+impl Db {
+    /// Connects to a Quay-style `DB_URI`: `postgresql://user:pass@host:port/db` or
+    /// `sqlite:///relative.db` / `sqlite:////absolute/path.db` (SQLAlchemy's form).
+    pub async fn connect(uri: &str) -> Result<Db, DbError> {
+        if let Some(rest) = uri.strip_prefix("sqlite:") {
+            let path = rest
+                .strip_prefix("///")
+                .or_else(|| rest.strip_prefix("//"))
+                .unwrap_or(rest);
+            return Self::connect_sqlite(PathBuf::from(path)).await;
+        }
+        if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
+            return Self::connect_postgres(uri).await;
+        }
+        Err(DbError::UnsupportedUri(redact(uri)))
+    }
+
+    /// Opens (creating if needed) a SQLite database file.
+    pub async fn connect_sqlite(path: PathBuf) -> Result<Db, DbError> {
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| DbError::Connect(format!("{}: {e}", path.display())))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| DbError::Connect(format!("{}: {e}", path.display())))?;
+        Ok(Db {
+            write: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+            read: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
+            backend: DbBackend::Sqlite,
+        })
+    }
+
+    async fn connect_postgres(uri: &str) -> Result<Db, DbError> {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        let options = PgConnectOptions::from_str(uri)
+            .map_err(|e| DbError::Connect(format!("{}: {e}", redact(uri))))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| DbError::Connect(format!("{}: {e}", redact(uri))))?;
+        let conn = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+        Ok(Db {
+            write: conn.clone(),
+            read: conn,
+            backend: DbBackend::Postgres,
+        })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    /// Applies pending migrations and returns the versions it applied.
+    pub async fn migrate(&self) -> Result<Vec<i64>, DbError> {
+        migrate::run(self).await
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        Ok(self.write.begin_with_options(options).await?)
+    }
+
+    /// Closes both pools.
+    pub async fn close(self) {
+        let _ = self.write.close().await;
+        if self.backend != DbBackend::Postgres {
+            let _ = self.read.close().await;
+        }
+    }
+}
+
+/// A database URI with its password removed, for messages.
+pub fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &uri[scheme_end + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &uri[..scheme_end], &uri[at + 1..])
+        }
+        _ => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgresql://u:secret@h/db"),
+            "postgresql://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

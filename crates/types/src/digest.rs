@@ -90,7 +90,10 @@ impl FromStr for Digest {
         if hex.len() != expected || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DigestError::BadHex { expected });
         }
-        Ok(Digest { algorithm, hex: hex.to_string() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -159,7 +162,10 @@ impl DigestHasher {
             DigestHasher::Sha256(h) => h.finalize().to_vec(),
             DigestHasher::Sha512(h) => h.finalize().to_vec(),
         };
-        Digest { algorithm, hex: data_encoding::HEXLOWER.encode(&bytes) }
+        Digest {
+            algorithm,
+            hex: data_encoding::HEXLOWER.encode(&bytes),
+        }
     }
 
     /// The running state as bytes: one algorithm tag byte followed by the hasher's own encoding.
@@ -184,11 +190,15 @@ impl DigestHasher {
         match tag {
             1 => {
                 let s = SerializedState::<Sha256>::try_from(rest).map_err(|_| HashStateError)?;
-                Sha256::deserialize(&s).map(DigestHasher::Sha256).map_err(|_| HashStateError)
+                Sha256::deserialize(&s)
+                    .map(DigestHasher::Sha256)
+                    .map_err(|_| HashStateError)
             }
             2 => {
                 let s = SerializedState::<Sha512>::try_from(rest).map_err(|_| HashStateError)?;
-                Sha512::deserialize(&s).map(DigestHasher::Sha512).map_err(|_| HashStateError)
+                Sha512::deserialize(&s)
+                    .map(DigestHasher::Sha512)
+                    .map_err(|_| HashStateError)
             }
             _ => Err(HashStateError),
         }
@@ -214,10 +224,19 @@ mod tests {
     fn refuses_bad_digests() {
         assert_eq!("sha256".parse::<Digest>(), Err(DigestError::Malformed));
         assert_eq!(":abc".parse::<Digest>(), Err(DigestError::Malformed));
-        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm(_))));
+        assert!(matches!(
+            "md5:abc".parse::<Digest>(),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
         let upper = EMPTY_SHA256.to_uppercase().replace("SHA256", "sha256");
-        assert_eq!(upper.parse::<Digest>(), Err(DigestError::BadHex { expected: 64 }));
-        assert_eq!("sha256:abcd".parse::<Digest>(), Err(DigestError::BadHex { expected: 64 }));
+        assert_eq!(
+            upper.parse::<Digest>(),
+            Err(DigestError::BadHex { expected: 64 })
+        );
+        assert_eq!(
+            "sha256:abcd".parse::<Digest>(),
+            Err(DigestError::BadHex { expected: 64 })
+        );
     }
 
     #[test]

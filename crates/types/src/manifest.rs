@@ -45,7 +45,10 @@ pub struct Descriptor {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ManifestKind {
     /// An image (or artifact) manifest: a config blob and layer blobs.
-    Image { config: Descriptor, layers: Vec<Descriptor> },
+    Image {
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
     /// An index or manifest list: other manifests in the same repository.
     Index { manifests: Vec<Descriptor> },
 }
@@ -82,14 +85,18 @@ impl ParsedManifest {
         let raw: Raw = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
         let content_type = content_type
             .map(|c| c.split(';').next().unwrap_or(c).trim())
-            .filter(|c| !c.is_empty() && *c != "application/json" && *c != "application/octet-stream");
+            .filter(|c| {
+                !c.is_empty() && *c != "application/json" && *c != "application/octet-stream"
+            });
 
         if raw.fs_layers.is_some()
             || matches!(raw.schema_version, Some(1))
             || [Some(DOCKER_MANIFEST_V1), Some(DOCKER_MANIFEST_V1_SIGNED)]
                 .contains(&content_type.or(raw.media_type.as_deref()))
         {
-            return Err(ManifestError::UnsupportedMediaType(DOCKER_MANIFEST_V1.to_string()));
+            return Err(ManifestError::UnsupportedMediaType(
+                DOCKER_MANIFEST_V1.to_string(),
+            ));
         }
         if raw.schema_version != Some(2) {
             return Err(invalid("schemaVersion must be 2"));
@@ -114,14 +121,20 @@ impl ParsedManifest {
             if raw.config.is_some() || raw.layers.is_some() {
                 return Err(invalid("an index must not have config or layers"));
             }
-            let manifests = raw.manifests.ok_or_else(|| invalid("an index needs manifests"))?;
+            let manifests = raw
+                .manifests
+                .ok_or_else(|| invalid("an index needs manifests"))?;
             ManifestKind::Index { manifests }
         } else {
             if raw.manifests.is_some() {
                 return Err(invalid("an image manifest must not have manifests"));
             }
-            let config = raw.config.ok_or_else(|| invalid("an image manifest needs a config"))?;
-            let layers = raw.layers.ok_or_else(|| invalid("an image manifest needs layers"))?;
+            let config = raw
+                .config
+                .ok_or_else(|| invalid("an image manifest needs a config"))?;
+            let layers = raw
+                .layers
+                .ok_or_else(|| invalid("an image manifest needs layers"))?;
             ManifestKind::Image { config, layers }
         };
         Ok(ParsedManifest {
@@ -181,7 +194,9 @@ mod tests {
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     fn image(media_type: Option<&str>) -> String {
-        let mt = media_type.map(|m| format!(r#""mediaType":"{m}","#)).unwrap_or_default();
+        let mt = media_type
+            .map(|m| format!(r#""mediaType":"{m}","#))
+            .unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{mt}"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D1}","size":10}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D2}","size":20}},{{"mediaType":"x","digest":"{D2}","size":20}}]}}"#
         )
@@ -189,11 +204,15 @@ mod tests {
 
     #[test]
     fn parses_an_oci_image() {
-        let m = ParsedManifest::parse(Some(OCI_MANIFEST), image(Some(OCI_MANIFEST)).as_bytes()).unwrap();
+        let m = ParsedManifest::parse(Some(OCI_MANIFEST), image(Some(OCI_MANIFEST)).as_bytes())
+            .unwrap();
         assert_eq!(m.media_type, OCI_MANIFEST);
         assert_eq!(m.blobs().len(), 2, "duplicate layers are listed once");
         assert_eq!(m.layers_size(), 40);
-        assert_eq!(m.effective_artifact_type(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.effective_artifact_type(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
     }
 
     #[test]
@@ -203,19 +222,30 @@ mod tests {
         let m = ParsedManifest::parse(Some(DOCKER_MANIFEST_V2), image(None).as_bytes()).unwrap();
         assert_eq!(m.media_type, DOCKER_MANIFEST_V2);
         let index = r#"{"schemaVersion":2,"manifests":[]}"#;
-        assert_eq!(ParsedManifest::parse(None, index.as_bytes()).unwrap().media_type, OCI_INDEX);
+        assert_eq!(
+            ParsedManifest::parse(None, index.as_bytes())
+                .unwrap()
+                .media_type,
+            OCI_INDEX
+        );
     }
 
     #[test]
     fn refuses_mismatches_and_schema1() {
-        let err = ParsedManifest::parse(Some(DOCKER_MANIFEST_V2), image(Some(OCI_MANIFEST)).as_bytes());
+        let err = ParsedManifest::parse(
+            Some(DOCKER_MANIFEST_V2),
+            image(Some(OCI_MANIFEST)).as_bytes(),
+        );
         assert!(matches!(err, Err(ManifestError::Invalid(_))));
         let s1 = r#"{"schemaVersion":1,"name":"a/b","tag":"x","fsLayers":[]}"#;
         assert!(matches!(
             ParsedManifest::parse(None, s1.as_bytes()),
             Err(ManifestError::UnsupportedMediaType(_))
         ));
-        assert!(matches!(ParsedManifest::parse(None, b"not json"), Err(ManifestError::Invalid(_))));
+        assert!(matches!(
+            ParsedManifest::parse(None, b"not json"),
+            Err(ManifestError::Invalid(_))
+        ));
         let no_config = r#"{"schemaVersion":2,"layers":[]}"#;
         assert!(ParsedManifest::parse(None, no_config.as_bytes()).is_err());
         let bad_digest = image(None).replace(D1, "sha256:xyz");
@@ -230,7 +260,10 @@ mod tests {
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/x-sbom","config":{{"mediaType":"{OCI_EMPTY}","digest":"{D1}","size":2}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D2}","size":5}},"annotations":{{"k":"v"}}}}"#
         );
         let m = ParsedManifest::parse(Some(OCI_MANIFEST), body.as_bytes()).unwrap();
-        assert_eq!(m.subject.as_ref().map(|s| s.digest.to_string()), Some(D2.to_string()));
+        assert_eq!(
+            m.subject.as_ref().map(|s| s.digest.to_string()),
+            Some(D2.to_string())
+        );
         assert_eq!(m.effective_artifact_type(), Some("application/x-sbom"));
         assert_eq!(m.annotations.unwrap()["k"], "v");
     }

@@ -10,8 +10,12 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 /// Manifest media types a client may push, in the order the registry prefers to describe them.
-pub const MANIFEST_TYPES: [&str; 4] =
-    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_V2, DOCKER_MANIFEST_LIST];
+pub const MANIFEST_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST_V2,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// True for the media types of manifests that list other manifests.
 pub fn is_index(media_type: &str) -> bool {

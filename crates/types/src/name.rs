@@ -52,7 +52,10 @@ impl RepositoryPath {
         if !valid_repository_name(name) {
             return Err(NameError::Repository(name.to_string()));
         }
-        Ok(RepositoryPath { namespace: namespace.to_string(), name: name.to_string() })
+        Ok(RepositoryPath {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
     }
 
     pub fn namespace(&self) -> &str {
@@ -110,7 +113,11 @@ impl Tag {
         let ok = s.len() <= 128
             && bytes.next().is_some_and(word)
             && bytes.all(|b| word(b) || b == b'.' || b == b'-');
-        if ok { Ok(Tag(s.to_string())) } else { Err(NameError::Tag(s.to_string())) }
+        if ok {
+            Ok(Tag(s.to_string()))
+        } else {
+            Err(NameError::Tag(s.to_string()))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -172,7 +179,16 @@ mod tests {
         for ok in ["ab", "acme", "a.b", "a-b_c.d", "x9"] {
             assert!(valid_namespace(ok), "{ok}");
         }
-        for bad in ["a", "", "Acme", "-ab", "ab-", "a..b", "a/b", &"a".repeat(256)] {
+        for bad in [
+            "a",
+            "",
+            "Acme",
+            "-ab",
+            "ab-",
+            "a..b",
+            "a/b",
+            &"a".repeat(256),
+        ] {
             assert!(!valid_namespace(bad), "{bad}");
         }
     }
@@ -182,7 +198,16 @@ mod tests {
         for ok in ["app", "team/app", "a/b/c/d", "a.b_c-d", "0"] {
             assert!(valid_repository_name(ok), "{ok}");
         }
-        for bad in ["", "App", "/app", "app/", "a//b", "-app", "a/.b", &"a".repeat(256)] {
+        for bad in [
+            "",
+            "App",
+            "/app",
+            "app/",
+            "a//b",
+            "-app",
+            "a/.b",
+            &"a".repeat(256),
+        ] {
             assert!(!valid_repository_name(bad), "{bad}");
         }
     }
@@ -196,6 +221,9 @@ mod tests {
         assert!(Tag::parse(".hidden").is_err());
         assert!(Tag::parse("").is_err());
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
-        assert!(matches!(Reference::parse("sha256:zz"), Err(NameError::Digest(_))));
+        assert!(matches!(
+            Reference::parse("sha256:zz"),
+            Err(NameError::Digest(_))
+        ));
     }
 }

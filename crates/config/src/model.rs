@@ -1,0 +1,274 @@
+//! The typed model of Quay's `config.yaml`: [`Config`], its defaults and derived values.
+//!
+//! Fields are named after Quay's keys in snake case so that `grep -i KEY` finds both. Each
+//! default is the value Quay uses when the key is absent (Project Quay's `config.py` and the
+//! config-tool field groups), so a Quay `config.yaml` means the same thing here.
+//! Parsing lives in `load.rs`; this module only describes the values.
+
+use std::fmt;
+
+use crate::storage::StorageLocations;
+use crate::units::{ByteSize, QuayDuration};
+
+/// The subset of Quay's `config.yaml` that Wharf reads.
+///
+/// Keys not listed here are reported by [`Config::from_yaml_str`] as unknown. That includes
+/// keys Quay understands but Wharf does not implement yet (`AUTHENTICATION_TYPE`,
+/// `BUILDLOGS_REDIS`, ...): a warning naming them tells the operator those settings have no
+/// effect, which is the truth whether the key is a typo or an unimplemented feature.
+#[derive(Clone, PartialEq)]
+pub struct Config {
+    /// `DB_URI`: the database URL, e.g. `postgresql://quay:secret@db/quay`.
+    /// Quay requires it; `None` (embedded mode) leaves the choice of database to the server.
+    pub db_uri: Option<String>,
+    /// `SERVER_HOSTNAME`: the public host (and optional port) clients use to reach the
+    /// registry; it appears in token realms and is the expected token audience.
+    /// Quay requires it; `None` (embedded mode) leaves the choice to the server.
+    pub server_hostname: Option<String>,
+    /// `PREFERRED_URL_SCHEME`: `http` or `https`, used to build absolute URLs. Default `http`.
+    pub preferred_url_scheme: String,
+    /// `DISTRIBUTED_STORAGE_CONFIG`: storage location id → driver and parameters.
+    /// Default: none; in embedded mode the server has to add a location itself.
+    pub distributed_storage_config: StorageLocations,
+    /// `DISTRIBUTED_STORAGE_PREFERENCE`: location ids this node prefers, first = where
+    /// uploads go. Default empty, meaning every configured location in config order.
+    pub distributed_storage_preference: Vec<String>,
+    /// `DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS`: locations every blob must end up in
+    /// (replication targets). Default empty.
+    pub distributed_storage_default_locations: Vec<String>,
+    /// `FEATURE_LIBRARY_SUPPORT`: map single-component repository names such as `ubuntu`
+    /// to [`library_namespace`](Self::library_namespace). Default `true`.
+    pub feature_library_support: bool,
+    /// `LIBRARY_NAMESPACE`: the namespace of library repositories. Default `library`.
+    pub library_namespace: String,
+    /// `V2_PAGINATION_SIZE`: page size of the Docker V2 API. Default `50`; note that the
+    /// tag list never serves fewer than 100 per page whatever this says.
+    pub v2_pagination_size: u32,
+    /// `PUSH_TEMP_TAG_EXPIRATION_SEC`: how long an uploaded blob or a manifest pushed by
+    /// digest is kept alive before something references it, in seconds. Default `3600`.
+    pub push_temp_tag_expiration_sec: u64,
+    /// `MAXIMUM_LAYER_SIZE`: largest blob accepted on upload. Default `20G`, which Quay
+    /// reads as 20 000 000 000 bytes (decimal prefixes, see [`crate::parse_size`]).
+    pub maximum_layer_size: ByteSize,
+    /// `FEATURE_REFERRERS_API`: serve the OCI referrers endpoint. Default `true`.
+    pub feature_referrers_api: bool,
+    /// `FEATURE_GENERAL_OCI_SUPPORT`: accept OCI image manifests and indexes in every
+    /// namespace. Default `true`.
+    pub feature_general_oci_support: bool,
+    /// `DEFAULT_TAG_EXPIRATION`: how long a deleted or overwritten tag stays recoverable
+    /// (time machine) when the namespace sets nothing else. Default `2w`.
+    pub default_tag_expiration: QuayDuration,
+    /// `REGISTRY_TITLE`: the product name shown to users. Default `Project Quay`.
+    pub registry_title: String,
+    /// `SETUP_COMPLETE`: written as `true` by Quay's config tool once a config is complete.
+    /// Quay's workers do nothing while it is false. Default `false`, as in Quay.
+    pub setup_complete: bool,
+}
+
+impl Default for Config {
+    /// Quay's defaults, which is also the embedded-mode config (no config file).
+    fn default() -> Self {
+        Self {
+            db_uri: None,
+            server_hostname: None,
+            preferred_url_scheme: "http".to_owned(),
+            distributed_storage_config: StorageLocations::new(),
+            distributed_storage_preference: Vec::new(),
+            distributed_storage_default_locations: Vec::new(),
+            feature_library_support: true,
+            library_namespace: "library".to_owned(),
+            v2_pagination_size: 50,
+            push_temp_tag_expiration_sec: 3600,
+            maximum_layer_size: default_maximum_layer_size(),
+            feature_referrers_api: true,
+            feature_general_oci_support: true,
+            default_tag_expiration: default_tag_expiration(),
+            registry_title: "Project Quay".to_owned(),
+            setup_complete: false,
+        }
+    }
+}
+
+/// `20G`, built without parsing so that `Default` cannot fail.
+fn default_maximum_layer_size() -> ByteSize {
+    ByteSize::from_parts("20G", 20_000_000_000)
+}
+
+/// `2w`, built without parsing so that `Default` cannot fail.
+fn default_tag_expiration() -> QuayDuration {
+    QuayDuration::from_parts("2w", std::time::Duration::from_secs(14 * 24 * 60 * 60))
+}
+
+impl Config {
+    /// `MAXIMUM_LAYER_SIZE` in bytes.
+    pub fn maximum_layer_size_bytes(&self) -> u64 {
+        self.maximum_layer_size.as_bytes()
+    }
+
+    /// `DEFAULT_TAG_EXPIRATION` in seconds.
+    pub fn default_tag_expiration_secs(&self) -> u64 {
+        self.default_tag_expiration.as_secs()
+    }
+
+    /// The storage locations in preference order: `DISTRIBUTED_STORAGE_PREFERENCE` when
+    /// set, otherwise every configured location in config order (Quay's fallback). The
+    /// first one is where uploads go.
+    pub fn storage_preference(&self) -> Vec<&str> {
+        if self.distributed_storage_preference.is_empty() {
+            self.distributed_storage_config.ids().collect()
+        } else {
+            self.distributed_storage_preference
+                .iter()
+                .map(String::as_str)
+                .collect()
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    /// Like a derived `Debug`, but with the password in `DB_URI` masked: configs get
+    /// logged at start-up and must not leak credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructuring makes a new field a compile error here until it is printed.
+        let Self {
+            db_uri,
+            server_hostname,
+            preferred_url_scheme,
+            distributed_storage_config,
+            distributed_storage_preference,
+            distributed_storage_default_locations,
+            feature_library_support,
+            library_namespace,
+            v2_pagination_size,
+            push_temp_tag_expiration_sec,
+            maximum_layer_size,
+            feature_referrers_api,
+            feature_general_oci_support,
+            default_tag_expiration,
+            registry_title,
+            setup_complete,
+        } = self;
+        f.debug_struct("Config")
+            .field("db_uri", &db_uri.as_deref().map(redact_url_password))
+            .field("server_hostname", server_hostname)
+            .field("preferred_url_scheme", preferred_url_scheme)
+            .field("distributed_storage_config", distributed_storage_config)
+            .field(
+                "distributed_storage_preference",
+                distributed_storage_preference,
+            )
+            .field(
+                "distributed_storage_default_locations",
+                distributed_storage_default_locations,
+            )
+            .field("feature_library_support", feature_library_support)
+            .field("library_namespace", library_namespace)
+            .field("v2_pagination_size", v2_pagination_size)
+            .field("push_temp_tag_expiration_sec", push_temp_tag_expiration_sec)
+            .field("maximum_layer_size", maximum_layer_size)
+            .field("feature_referrers_api", feature_referrers_api)
+            .field("feature_general_oci_support", feature_general_oci_support)
+            .field("default_tag_expiration", default_tag_expiration)
+            .field("registry_title", registry_title)
+            .field("setup_complete", setup_complete)
+            .finish()
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host/...` with `***`.
+///
+/// Anything that does not look like a URL with credentials is returned unchanged.
+pub fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The last '@' ends the user info: passwords may contain '@' but hosts may not.
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let Some(colon) = rest[..at].find(':') else {
+        return url.to_owned();
+    };
+    format!(
+        "{}{}:***{}",
+        &url[..scheme_end],
+        &rest[..colon],
+        &rest[at..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageDriverConfig;
+
+    #[test]
+    fn defaults_match_quay() {
+        let config = Config::default();
+        assert_eq!(config.preferred_url_scheme, "http");
+        assert_eq!(config.library_namespace, "library");
+        assert!(config.feature_library_support);
+        assert!(config.feature_referrers_api);
+        assert!(config.feature_general_oci_support);
+        assert!(!config.setup_complete);
+        assert_eq!(config.v2_pagination_size, 50);
+        assert_eq!(config.push_temp_tag_expiration_sec, 3600);
+        assert_eq!(config.maximum_layer_size.as_str(), "20G");
+        assert_eq!(config.maximum_layer_size_bytes(), 20_000_000_000);
+        assert_eq!(config.default_tag_expiration.as_str(), "2w");
+        assert_eq!(config.default_tag_expiration_secs(), 1_209_600);
+        assert_eq!(config.registry_title, "Project Quay");
+        assert!(config.distributed_storage_config.is_empty());
+    }
+
+    #[test]
+    fn hard_coded_defaults_agree_with_the_parsers() {
+        assert_eq!(Ok(default_maximum_layer_size()), "20G".parse());
+        assert_eq!(Ok(default_tag_expiration()), "2w".parse());
+    }
+
+    #[test]
+    fn storage_preference_falls_back_to_config_order() {
+        let mut config = Config::default();
+        for id in ["us", "eu"] {
+            config.distributed_storage_config.insert(
+                id,
+                StorageDriverConfig::Local {
+                    storage_path: format!("/data/{id}").into(),
+                },
+            );
+        }
+        assert_eq!(config.storage_preference(), ["us", "eu"]);
+        config.distributed_storage_preference = vec!["eu".to_owned()];
+        assert_eq!(config.storage_preference(), ["eu"]);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let cases = [
+            (
+                "postgresql://quay:s3cr@t@db.example.com:5432/quay",
+                "postgresql://quay:***@db.example.com:5432/quay",
+            ),
+            ("postgresql://quay@db/quay", "postgresql://quay@db/quay"),
+            ("sqlite:///data/wharf.db", "sqlite:///data/wharf.db"),
+            (
+                "mysql+pymysql://u:p@h/d?x=a@b",
+                "mysql+pymysql://u:***@h/d?x=a@b",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redact_url_password(url), expected, "{url}");
+        }
+        let config = Config {
+            db_uri: Some("postgresql://quay:hunter2@db/quay".to_owned()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgresql://quay:***@db/quay"), "{shown}");
+    }
+}

@@ -1,0 +1,15 @@
+//! sea-orm entities, one module per table. Table and column names follow Quay's model where Wharf
+//! has the same concept; times are integer milliseconds since the Unix epoch (UTC).
+
+pub mod account;
+pub mod blob;
+pub mod blob_placement;
+pub mod blob_upload;
+pub mod manifest;
+pub mod manifest_blob;
+pub mod manifest_child;
+pub mod queue_item;
+pub mod repository;
+pub mod storage_location;
+pub mod tag;
+pub mod uploaded_blob;

@@ -1,0 +1,298 @@
+//! Upload sessions and blobs: creating and advancing sessions, turning a finished session into a
+//! blob that the repository may use, and the blob lookups and mounts that follow.
+
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter};
+
+use crate::entity::{blob, blob_placement, blob_upload, manifest_blob, uploaded_blob};
+use crate::{Db, DbError, now_ms};
+
+/// A new upload session.
+#[derive(Clone, Debug)]
+pub struct NewUpload {
+    pub uuid: String,
+    pub repository_id: i64,
+    pub location_id: i64,
+    pub hash_state: Vec<u8>,
+    pub storage_state: String,
+}
+
+/// An upload session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRow {
+    pub id: i64,
+    pub uuid: String,
+    pub repository_id: i64,
+    pub location_id: i64,
+    pub byte_count: i64,
+    pub hash_state: Vec<u8>,
+    pub storage_state: String,
+    pub chunk_count: i32,
+    pub creation_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl From<blob_upload::Model> for UploadRow {
+    fn from(m: blob_upload::Model) -> Self {
+        UploadRow {
+            id: m.id,
+            uuid: m.uuid,
+            repository_id: m.repository_id,
+            location_id: m.location_id,
+            byte_count: m.byte_count,
+            hash_state: m.hash_state,
+            storage_state: m.storage_state,
+            chunk_count: m.chunk_count,
+            creation_ms: m.creation_ms,
+            updated_ms: m.updated_ms,
+        }
+    }
+}
+
+/// A blob as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobRow {
+    pub id: i64,
+    pub digest: String,
+    pub size: i64,
+    pub storage_key: String,
+}
+
+impl From<blob::Model> for BlobRow {
+    fn from(m: blob::Model) -> Self {
+        BlobRow {
+            id: m.id,
+            digest: m.digest,
+            size: m.size,
+            storage_key: m.storage_key,
+        }
+    }
+}
+
+/// A verified upload, ready to become a blob of its repository.
+#[derive(Clone, Debug)]
+pub struct CommitBlob {
+    pub upload_id: i64,
+    pub repository_id: i64,
+    pub location_id: i64,
+    pub digest: String,
+    pub size: i64,
+    pub storage_key: String,
+    /// Until when the blob is protected from GC while no manifest references it.
+    pub protect_until_ms: i64,
+}
+
+/// The result of committing an upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitOutcome {
+    pub blob: BlobRow,
+    /// The blob already existed under another object, so the upload's object is redundant and
+    /// the caller should delete it.
+    pub redundant_object: Option<String>,
+}
+
+impl Db {
+    pub async fn create_upload(&self, new: NewUpload) -> Result<UploadRow, DbError> {
+        let now = now_ms();
+        let model = blob_upload::Entity::insert(blob_upload::ActiveModel {
+            uuid: Set(new.uuid),
+            repository_id: Set(new.repository_id),
+            location_id: Set(new.location_id),
+            byte_count: Set(0),
+            hash_state: Set(new.hash_state),
+            storage_state: Set(new.storage_state),
+            chunk_count: Set(0),
+            creation_ms: Set(now),
+            updated_ms: Set(now),
+            ..Default::default()
+        })
+        .exec_with_returning(&self.write)
+        .await?;
+        Ok(model.into())
+    }
+
+    /// The upload session `uuid` of repository `repository_id`.
+    pub async fn find_upload(
+        &self,
+        repository_id: i64,
+        uuid: &str,
+    ) -> Result<Option<UploadRow>, DbError> {
+        Ok(blob_upload::Entity::find()
+            .filter(blob_upload::Column::Uuid.eq(uuid))
+            .filter(blob_upload::Column::RepositoryId.eq(repository_id))
+            .one(&self.write)
+            .await?
+            .map(Into::into))
+    }
+
+    /// Records that the session now holds `byte_count` bytes with this hash state, provided that
+    /// nobody else advanced it since it held `expected_byte_count`. Returns false on a conflict.
+    pub async fn advance_upload(
+        &self,
+        id: i64,
+        expected_byte_count: i64,
+        byte_count: i64,
+        hash_state: Vec<u8>,
+        storage_state: String,
+    ) -> Result<bool, DbError> {
+        let result = blob_upload::Entity::update_many()
+            .col_expr(blob_upload::Column::ByteCount, Expr::value(byte_count))
+            .col_expr(blob_upload::Column::HashState, Expr::value(hash_state))
+            .col_expr(
+                blob_upload::Column::StorageState,
+                Expr::value(storage_state),
+            )
+            .col_expr(
+                blob_upload::Column::ChunkCount,
+                Expr::col(blob_upload::Column::ChunkCount).add(1),
+            )
+            .col_expr(blob_upload::Column::UpdatedMs, Expr::value(now_ms()))
+            .filter(blob_upload::Column::Id.eq(id))
+            .filter(blob_upload::Column::ByteCount.eq(expected_byte_count))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Deletes an upload session row. Returns false if it was already gone.
+    pub async fn delete_upload(&self, id: i64) -> Result<bool, DbError> {
+        let result = blob_upload::Entity::delete_by_id(id)
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// In one transaction: finds or creates the blob row for the digest, records its placement,
+    /// protects it in the repository, and ends the upload session.
+    pub async fn commit_blob(&self, c: CommitBlob) -> Result<CommitOutcome, DbError> {
+        let now = now_ms();
+        let tx = self.begin_write().await?;
+        blob::Entity::insert(blob::ActiveModel {
+            digest: Set(c.digest.clone()),
+            size: Set(c.size),
+            storage_key: Set(c.storage_key.clone()),
+            creation_ms: Set(now),
+            ..Default::default()
+        })
+        .on_conflict_do_nothing_on([blob::Column::Digest])
+        .exec(&tx)
+        .await?;
+        let stored: BlobRow = blob::Entity::find()
+            .filter(blob::Column::Digest.eq(&c.digest))
+            .one(&tx)
+            .await?
+            .ok_or_else(|| DbError::Migration(format!("blob {} vanished", c.digest)))?
+            .into();
+        blob_placement::Entity::insert(blob_placement::ActiveModel {
+            blob_id: Set(stored.id),
+            location_id: Set(c.location_id),
+            ..Default::default()
+        })
+        .on_conflict_do_nothing_on([
+            blob_placement::Column::BlobId,
+            blob_placement::Column::LocationId,
+        ])
+        .exec(&tx)
+        .await?;
+        protect(&tx, c.repository_id, stored.id, now, c.protect_until_ms).await?;
+        blob_upload::Entity::delete_by_id(c.upload_id)
+            .exec(&tx)
+            .await?;
+        tx.commit().await?;
+        let redundant_object = (stored.storage_key != c.storage_key).then(|| c.storage_key.clone());
+        Ok(CommitOutcome {
+            blob: stored,
+            redundant_object,
+        })
+    }
+
+    /// The blob `digest` if the repository may use it: it was pushed or mounted there, or a
+    /// manifest of the repository references it.
+    pub async fn find_repository_blob(
+        &self,
+        repository_id: i64,
+        digest: &str,
+    ) -> Result<Option<BlobRow>, DbError> {
+        Ok(blob::Entity::find()
+            .filter(blob::Column::Digest.eq(digest))
+            .filter(repository_blob_condition(repository_id))
+            .one(&self.read)
+            .await?
+            .map(Into::into))
+    }
+
+    /// Makes the blob `digest` of repository `from` usable in repository `to`, protected until
+    /// `protect_until_ms`. Returns None when `from` has no such blob.
+    pub async fn mount_blob(
+        &self,
+        from_repository_id: i64,
+        to_repository_id: i64,
+        digest: &str,
+        protect_until_ms: i64,
+    ) -> Result<Option<BlobRow>, DbError> {
+        let tx = self.begin_write().await?;
+        let found = blob::Entity::find()
+            .filter(blob::Column::Digest.eq(digest))
+            .filter(repository_blob_condition(from_repository_id))
+            .one(&tx)
+            .await?;
+        let Some(found) = found else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        protect(&tx, to_repository_id, found.id, now_ms(), protect_until_ms).await?;
+        tx.commit().await?;
+        Ok(Some(found.into()))
+    }
+}
+
+async fn protect(
+    tx: &sea_orm::DatabaseTransaction,
+    repository_id: i64,
+    blob_id: i64,
+    now: i64,
+    until: i64,
+) -> Result<(), DbError> {
+    uploaded_blob::Entity::insert(uploaded_blob::ActiveModel {
+        repository_id: Set(repository_id),
+        blob_id: Set(blob_id),
+        uploaded_ms: Set(now),
+        expires_ms: Set(until),
+        ..Default::default()
+    })
+    .exec(tx)
+    .await?;
+    Ok(())
+}
+
+/// `blob` rows usable in the repository: uploaded or mounted there, or referenced by one of its
+/// manifests.
+pub(crate) fn repository_blob_condition(repository_id: i64) -> Condition {
+    let uploaded = Query::select()
+        .expr(Expr::val(1))
+        .from(uploaded_blob::Entity)
+        .and_where(
+            Expr::col((uploaded_blob::Entity, uploaded_blob::Column::BlobId))
+                .equals((blob::Entity, blob::Column::Id)),
+        )
+        .and_where(
+            Expr::col((uploaded_blob::Entity, uploaded_blob::Column::RepositoryId))
+                .eq(repository_id),
+        )
+        .to_owned();
+    let referenced = Query::select()
+        .expr(Expr::val(1))
+        .from(manifest_blob::Entity)
+        .and_where(
+            Expr::col((manifest_blob::Entity, manifest_blob::Column::BlobId))
+                .equals((blob::Entity, blob::Column::Id)),
+        )
+        .and_where(
+            Expr::col((manifest_blob::Entity, manifest_blob::Column::RepositoryId))
+                .eq(repository_id),
+        )
+        .to_owned();
+    Condition::any()
+        .add(Expr::exists(uploaded))
+        .add(Expr::exists(referenced))
+}
