@@ -84,7 +84,7 @@ impl From<manifest::Model> for ManifestRow {
 
 fn alive(end: (tag::Entity, tag::Column), now: i64) -> Condition {
     Condition::any()
-        .add(Expr::col(end.clone()).is_null())
+        .add(Expr::col(end).is_null())
         .add(Expr::col(end).gt(now))
 }
 
