@@ -1,1 +1,181 @@
+//! Domain services of the registry: uploads, blobs, manifests, tags, referrers and listings.
+//! Nothing here knows HTTP: the `registry` crate parses requests into calls on [`Registry`] and
+//! renders its results and [`RegistryError`]s as the OCI protocol demands.
 
+mod error;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use db::{Db, ManifestRow, RepositoryRow};
+use storage::BlobStore;
+use types::RepositoryPath;
+
+pub use error::RegistryError;
+pub use listing::Page;
+pub use manifests::{PushedManifest, referrers_index};
+pub use uploads::{BodyStream, UploadProgress};
+
+/// Tunables of the registry's behaviour, taken from configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace for single-component repository names (Quay's `LIBRARY_NAMESPACE` when
+    /// `FEATURE_LIBRARY_SUPPORT`); None refuses such names.
+    pub library_namespace: Option<String>,
+    /// How long a manifest pushed by digest stays alive without a tag.
+    pub temp_tag_expiration: Duration,
+    /// How long a pushed blob is protected from garbage collection before a manifest uses it.
+    pub uploaded_blob_expiration: Duration,
+    /// Largest blob accepted, in bytes (`MAXIMUM_LAYER_SIZE`).
+    pub max_blob_size: u64,
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_size: usize,
+    /// Visibility of repositories created by a push.
+    pub new_repository_visibility: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            library_namespace: Some("library".to_string()),
+            temp_tag_expiration: Duration::from_secs(3600),
+            uploaded_blob_expiration: Duration::from_secs(3600),
+            max_blob_size: 20_000_000_000,
+            max_manifest_size: 4 << 20,
+            new_repository_visibility: "public".to_string(),
+        }
+    }
+}
+
+/// How long cached lookups may be served without asking the database. Writes in this process
+/// invalidate at once; the TTL bounds staleness for writes made by other processes.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// The registry's domain services over one database and one storage location.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    store: Arc<dyn BlobStore>,
+    location_id: i64,
+    settings: Settings,
+    repositories: moka::sync::Cache<String, Arc<RepositoryRow>>,
+    tags: moka::sync::Cache<(i64, String), Arc<ManifestRow>>,
+}
+
+impl Registry {
+    /// Builds the services; `location` names the storage location `store` writes to.
+    pub async fn new(
+        db: Db,
+        store: Arc<dyn BlobStore>,
+        location: &str,
+        settings: Settings,
+    ) -> Result<Registry, RegistryError> {
+        let location_id = db.ensure_location(location).await?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                db,
+                store,
+                location_id,
+                settings,
+                repositories: cache(10_000),
+                tags: cache(100_000),
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Parses a repository path from a URL.
+    pub fn parse_path(&self, path: &str) -> Result<RepositoryPath, RegistryError> {
+        RepositoryPath::parse(path, self.inner.settings.library_namespace.as_deref())
+            .map_err(|e| RegistryError::NameInvalid(e.to_string()))
+    }
+
+    /// The existing repository at `path`.
+    pub async fn repository(
+        &self,
+        path: &RepositoryPath,
+    ) -> Result<Arc<RepositoryRow>, RegistryError> {
+        let key = path.to_string();
+        if let Some(hit) = self.inner.repositories.get(&key) {
+            return Ok(hit);
+        }
+        let row = self
+            .inner
+            .db
+            .find_repository(path.namespace(), path.name())
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(key.clone()))?;
+        let row = Arc::new(row);
+        self.inner.repositories.insert(key, row.clone());
+        Ok(row)
+    }
+
+    /// The repository at `path`, created (with its namespace) if missing, as a push does.
+    pub async fn repository_for_push(
+        &self,
+        path: &RepositoryPath,
+    ) -> Result<Arc<RepositoryRow>, RegistryError> {
+        match self.repository(path).await {
+            Err(RegistryError::NameUnknown(_)) => {}
+            other => return other.and_then(writable),
+        }
+        let row = self
+            .inner
+            .db
+            .ensure_repository(
+                path.namespace(),
+                path.name(),
+                &self.inner.settings.new_repository_visibility,
+            )
+            .await?;
+        let row = Arc::new(row);
+        self.inner
+            .repositories
+            .insert(path.to_string(), row.clone());
+        writable(row)
+    }
+}
+
+/// Repository states that refuse writes (Quay's READ_ONLY, MIRROR and MARKED_FOR_DELETION).
+fn writable(row: Arc<RepositoryRow>) -> Result<Arc<RepositoryRow>, RegistryError> {
+    match row.state {
+        0 => Ok(row),
+        1 => Err(RegistryError::Denied("repository is read-only".into())),
+        2 => Err(RegistryError::Denied(
+            "repository is a mirror and only its mirror may push".into(),
+        )),
+        _ => Err(RegistryError::NameUnknown(format!(
+            "{}/{}",
+            row.namespace, row.name
+        ))),
+    }
+}
+
+fn cache<K, V>(capacity: u64) -> moka::sync::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .time_to_live(CACHE_TTL)
+        .build()
+}
+
+fn now_ms() -> i64 {
+    db::now_ms()
+}

@@ -1,1 +1,167 @@
+//! The composition root: reads configuration, opens the database and storage, builds the
+//! registry services and the HTTP routers, and serves them until shutdown.
+//!
+//! Two ways to configure: with no config directory, an embedded default (SQLite and a local
+//! storage folder under the data directory); with a Quay-style `config.yaml`, its `DB_URI` and
+//! `DISTRIBUTED_STORAGE_CONFIG`.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use config::{Config, StorageDriverConfig};
+use db::Db;
+use storage::LocalStore;
+use tokio::net::TcpListener;
+use wharf_core::{Registry, Settings};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Registry(#[from] wharf_core::RegistryError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the configuration and data live.
+#[derive(Clone, Debug, Default)]
+pub struct Paths {
+    /// Directory holding `config.yaml` (Quay's config bundle layout). None: embedded default.
+    pub config_dir: Option<PathBuf>,
+    /// Directory for the embedded database and local storage.
+    pub data_dir: PathBuf,
+}
+
+/// The loaded configuration with the storage and database choices resolved.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub config: Config,
+    pub db_uri: String,
+    pub location: String,
+    pub storage_path: PathBuf,
+}
+
+/// Loads `config.yaml` (if a config directory is given) and resolves the database and storage.
+pub fn resolve(paths: &Paths) -> Result<Resolved, ServerError> {
+    let config = match &paths.config_dir {
+        Some(dir) => {
+            let (config, unknown) = Config::load(dir.join("config.yaml"))?;
+            if !unknown.is_empty() {
+                tracing::warn!(keys = %unknown.join(", "), "config.yaml keys that Wharf ignores");
+            }
+            config
+        }
+        None => Config::default(),
+    };
+    let db_uri = match &config.db_uri {
+        Some(uri) => uri.clone(),
+        None => format!(
+            "sqlite:///{}",
+            absolute(&paths.data_dir).join("wharf.db").display()
+        ),
+    };
+    let (location, storage_path) = match config.storage_preference().first() {
+        Some(id) => match config.distributed_storage_config.get(id) {
+            Some(StorageDriverConfig::Local { storage_path }) => {
+                (id.to_string(), storage_path.clone())
+            }
+            Some(other) => {
+                return Err(ServerError::Invalid(format!(
+                    "storage location {id:?} uses {}, which Wharf does not support yet; use LocalStorage",
+                    other.driver_name()
+                )));
+            }
+            None => {
+                return Err(ServerError::Invalid(format!(
+                    "DISTRIBUTED_STORAGE_PREFERENCE names {id:?}, which DISTRIBUTED_STORAGE_CONFIG lacks"
+                )));
+            }
+        },
+        None => ("default".to_string(), paths.data_dir.join("storage")),
+    };
+    Ok(Resolved {
+        config,
+        db_uri,
+        location,
+        storage_path,
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Registry settings derived from the configuration.
+pub fn settings(config: &Config) -> Settings {
+    Settings {
+        library_namespace: config
+            .feature_library_support
+            .then(|| config.library_namespace.clone()),
+        temp_tag_expiration: Duration::from_secs(config.push_temp_tag_expiration_sec),
+        max_blob_size: config.maximum_layer_size_bytes(),
+        ..Settings::default()
+    }
+}
+
+/// A ready-to-serve application.
+#[derive(Clone)]
+pub struct App {
+    pub registry: Registry,
+    pub router: Router,
+}
+
+impl App {
+    /// Opens everything the configuration names, applying migrations first.
+    pub async fn open(resolved: &Resolved) -> Result<App, ServerError> {
+        let db = Db::connect(&resolved.db_uri).await?;
+        let applied = db.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "database migrated");
+        }
+        let store = Arc::new(LocalStore::open(&resolved.storage_path)?);
+        let registry =
+            Registry::new(db, store, &resolved.location, settings(&resolved.config)).await?;
+        Ok(App::new(registry))
+    }
+
+    pub fn new(registry: Registry) -> App {
+        let router = registry::router(registry.clone())
+            .layer(tower_http::catch_panic::CatchPanicLayer::new())
+            .layer(tower_http::trace::TraceLayer::new_for_http());
+        App { registry, router }
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Binds a listener with a clear error.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })
+}

@@ -1,1 +1,137 @@
-fn main() {}
+//! The `wharf` binary: command-line parsing and dispatch to the server crate. Environment
+//! variables the binary reads are declared on the CLI types (`env = ...`), nowhere else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A Quay-compatible container registry in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry (OCI Distribution API on /v2).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(Location),
+}
+
+#[derive(Args, Clone)]
+struct Location {
+    /// Directory holding a Quay-style config.yaml. Without it Wharf runs on the embedded
+    /// default: SQLite and local storage under --data-dir.
+    #[arg(long, env = "WHARF_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+    /// Directory for the embedded database and storage.
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "wharf-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    location: Location,
+    /// Address to listen on. The default stays on loopback because the registry does not yet
+    /// authenticate anyone.
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+impl Location {
+    fn paths(&self) -> server::Paths {
+        server::Paths {
+            config_dir: self.config_dir.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let debug = std::env::var("DEBUGLOG").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    let filter = EnvFilter::try_from_env("WHARF_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(if debug { "debug" } else { "info" }));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(location) => {
+            let resolved = server::resolve(&location.paths())?;
+            ensure_data_dir(&location)?;
+            let db = db::Db::connect(&resolved.db_uri).await?;
+            let applied = db.migrate().await?;
+            println!("applied {} migration(s): {applied:?}", applied.len());
+            Ok(())
+        }
+    }
+}
+
+fn ensure_data_dir(location: &Location) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&location.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            location.data_dir.display()
+        )
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    ensure_data_dir(&args.location)?;
+    let resolved = server::resolve(&args.location.paths())?;
+    let app = server::App::open(&resolved).await?;
+    let listener = server::bind(args.listen).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        database = %db::redact(&resolved.db_uri),
+        storage = %resolved.storage_path.display(),
+        "wharf is serving the registry (anonymous push and pull are allowed)"
+    );
+    app.serve(listener, shutdown_signal()).await?;
+    tracing::info!("wharf stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

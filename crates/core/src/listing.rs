@@ -1,0 +1,60 @@
+//! Tag lists and the catalog, paginated by the last name seen (keyset pagination): a page costs
+//! the same however far into the list it is.
+
+use db::RepositoryRow;
+
+use crate::{Registry, RegistryError};
+
+/// Largest page served, whatever the client asks for.
+const MAX_PAGE: u64 = 10_000;
+/// Page size when the client does not say.
+const DEFAULT_PAGE: u64 = 1_000;
+
+/// One page of names; `more` says whether a next page exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub names: Vec<String>,
+    pub more: bool,
+}
+
+fn page_size(n: Option<u64>) -> u64 {
+    n.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE)
+}
+
+impl Registry {
+    /// Visible tags of the repository in lexical order after `last`.
+    pub async fn list_tags(
+        &self,
+        repo: &RepositoryRow,
+        n: Option<u64>,
+        last: Option<&str>,
+    ) -> Result<Page, RegistryError> {
+        let size = page_size(n);
+        if size == 0 {
+            return Ok(Page {
+                names: vec![],
+                more: false,
+            });
+        }
+        let mut names = self.inner.db.list_tags(repo.id, last, size + 1).await?;
+        let more = names.len() as u64 > size;
+        names.truncate(size as usize);
+        Ok(Page { names, more })
+    }
+
+    /// Repository names in lexical order after `last`.
+    pub async fn catalog(&self, n: Option<u64>, last: Option<&str>) -> Result<Page, RegistryError> {
+        let size = page_size(n);
+        if size == 0 {
+            return Ok(Page {
+                names: vec![],
+                more: false,
+            });
+        }
+        let after = last.and_then(|l| l.split_once('/'));
+        let mut names = self.inner.db.list_repositories(after, size + 1).await?;
+        let more = names.len() as u64 > size;
+        names.truncate(size as usize);
+        Ok(Page { names, more })
+    }
+}

@@ -1,0 +1,318 @@
+//! Blob uploads: sessions that stream request bodies through the hasher into storage, persist
+//! their progress after every request, and become blobs when the client names the digest.
+
+use std::ops::RangeInclusive;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use db::{BlobRow, CommitBlob, NewUpload, RepositoryRow, UploadRow};
+use futures::{Stream, StreamExt};
+use storage::{ByteStream, UploadWriter};
+use types::{Algorithm, Digest, DigestHasher};
+
+use crate::{Registry, RegistryError, now_ms};
+
+/// A request body: a stream of byte frames whose errors are already rendered as text.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// Where an upload stands after a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadProgress {
+    pub uuid: String,
+    pub size: u64,
+}
+
+impl From<&UploadRow> for UploadProgress {
+    fn from(row: &UploadRow) -> Self {
+        UploadProgress {
+            uuid: row.uuid.clone(),
+            size: row.byte_count as u64,
+        }
+    }
+}
+
+impl Registry {
+    /// Starts an upload session in the repository.
+    pub async fn start_upload(
+        &self,
+        repo: &RepositoryRow,
+    ) -> Result<UploadProgress, RegistryError> {
+        self.create_session(repo, Algorithm::Sha256)
+            .await
+            .map(|row| (&row).into())
+    }
+
+    async fn create_session(
+        &self,
+        repo: &RepositoryRow,
+        algorithm: Algorithm,
+    ) -> Result<UploadRow, RegistryError> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let state = self.inner.store.begin_upload(&uuid).await?;
+        Ok(self
+            .inner
+            .db
+            .create_upload(NewUpload {
+                uuid,
+                repository_id: repo.id,
+                location_id: self.inner.location_id,
+                hash_state: DigestHasher::new(algorithm).save(),
+                storage_state: state.to_string(),
+            })
+            .await?)
+    }
+
+    async fn session(&self, repo: &RepositoryRow, uuid: &str) -> Result<UploadRow, RegistryError> {
+        self.inner
+            .db
+            .find_upload(repo.id, uuid)
+            .await?
+            .ok_or_else(|| RegistryError::UploadUnknown(uuid.to_string()))
+    }
+
+    /// How many bytes the upload holds.
+    pub async fn upload_status(
+        &self,
+        repo: &RepositoryRow,
+        uuid: &str,
+    ) -> Result<UploadProgress, RegistryError> {
+        Ok((&self.session(repo, uuid).await?).into())
+    }
+
+    /// Appends a chunk. `start`, when the client sent `Content-Range`, must equal the current size.
+    pub async fn write_chunk(
+        &self,
+        repo: &RepositoryRow,
+        uuid: &str,
+        start: Option<u64>,
+        body: BodyStream,
+    ) -> Result<UploadProgress, RegistryError> {
+        let row = self.session(repo, uuid).await?;
+        let size = row.byte_count as u64;
+        if let Some(requested) = start
+            && requested != size
+        {
+            return Err(RegistryError::RangeInvalid { requested, size });
+        }
+        let row = self.append(row, body).await?;
+        Ok((&row).into())
+    }
+
+    /// Streams `body` onto the end of the session and records the new size and hash state.
+    async fn append(&self, row: UploadRow, body: BodyStream) -> Result<UploadRow, RegistryError> {
+        let mut hasher = DigestHasher::restore(&row.hash_state)
+            .map_err(|e| RegistryError::UploadInvalid(e.to_string()))?;
+        let state = storage_state(&row)?;
+        let offset = row.byte_count as u64;
+        let limit = self.inner.settings.max_blob_size;
+        let mut body = body;
+        let mut writer: Option<Box<dyn UploadWriter>> = None;
+        let mut size = offset;
+        while let Some(frame) = body.next().await {
+            let frame = frame.map_err(RegistryError::BodyRead)?;
+            if frame.is_empty() {
+                continue;
+            }
+            size += frame.len() as u64;
+            if size > limit {
+                return Err(RegistryError::BlobTooLarge { limit });
+            }
+            hasher.update(&frame);
+            let w = match writer.as_mut() {
+                Some(w) => w,
+                None => writer.insert(
+                    self.inner
+                        .store
+                        .upload_writer(&row.uuid, &state, offset)
+                        .await?,
+                ),
+            };
+            w.write(frame).await?;
+        }
+        let Some(writer) = writer else {
+            return Ok(row);
+        };
+        let new_state = writer.finish().await?;
+        let hash_state = hasher.save();
+        let advanced = self
+            .inner
+            .db
+            .advance_upload(
+                row.id,
+                row.byte_count,
+                size as i64,
+                hash_state.clone(),
+                new_state.to_string(),
+            )
+            .await?;
+        if !advanced {
+            return Err(RegistryError::UploadInvalid(
+                "another request wrote to this upload at the same time".into(),
+            ));
+        }
+        Ok(UploadRow {
+            byte_count: size as i64,
+            hash_state,
+            storage_state: new_state.to_string(),
+            chunk_count: row.chunk_count + 1,
+            ..row
+        })
+    }
+
+    /// Appends the optional last chunk, checks the digest and turns the upload into a blob of
+    /// the repository. A digest mismatch discards the upload.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepositoryRow,
+        uuid: &str,
+        digest: &Digest,
+        body: BodyStream,
+    ) -> Result<BlobRow, RegistryError> {
+        let row = self.session(repo, uuid).await?;
+        let row = self.append(row, body).await?;
+        self.commit(repo, row, digest).await
+    }
+
+    /// A monolithic upload: `POST ?digest=` with the whole blob as the body.
+    pub async fn upload_blob(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+        body: BodyStream,
+    ) -> Result<BlobRow, RegistryError> {
+        let row = self.create_session(repo, digest.algorithm()).await?;
+        let row = match self.append(row.clone(), body).await {
+            Ok(row) => row,
+            Err(e) => {
+                self.discard(&row).await;
+                return Err(e);
+            }
+        };
+        self.commit(repo, row, digest).await
+    }
+
+    async fn commit(
+        &self,
+        repo: &RepositoryRow,
+        row: UploadRow,
+        digest: &Digest,
+    ) -> Result<BlobRow, RegistryError> {
+        let state = storage_state(&row)?;
+        let hasher = DigestHasher::restore(&row.hash_state)
+            .map_err(|e| RegistryError::UploadInvalid(e.to_string()))?;
+        let actual = if hasher.algorithm() == digest.algorithm() {
+            hasher.finish()
+        } else {
+            // The session hashed with SHA-256 but the client names another algorithm: hash the
+            // stored bytes once more.
+            let mut again = DigestHasher::new(digest.algorithm());
+            let mut bytes = self.inner.store.read_upload(&row.uuid, &state).await?;
+            while let Some(chunk) = bytes.next().await {
+                again.update(&chunk?);
+            }
+            again.finish()
+        };
+        if actual != *digest {
+            self.discard(&row).await;
+            return Err(RegistryError::DigestInvalid(format!(
+                "the uploaded content has digest {actual}, not {digest}"
+            )));
+        }
+        let key = self.inner.store.complete_upload(&row.uuid, &state).await?;
+        let outcome = self
+            .inner
+            .db
+            .commit_blob(CommitBlob {
+                upload_id: row.id,
+                repository_id: repo.id,
+                location_id: row.location_id,
+                digest: digest.to_string(),
+                size: row.byte_count,
+                storage_key: key,
+                protect_until_ms: now_ms()
+                    + self.inner.settings.uploaded_blob_expiration.as_millis() as i64,
+            })
+            .await?;
+        if let Some(redundant) = outcome.redundant_object {
+            // The digest was already stored; only after the commit is our copy unreferenced.
+            if let Err(e) = self.inner.store.delete(&redundant).await {
+                tracing::warn!(key = %redundant, error = %e, "could not delete a redundant upload object");
+            }
+        }
+        Ok(outcome.blob)
+    }
+
+    /// Deletes a session and its bytes (cancel, or a failed monolithic upload).
+    async fn discard(&self, row: &UploadRow) {
+        let state = storage_state(row).unwrap_or(serde_json::Value::Null);
+        if let Err(e) = self.inner.db.delete_upload(row.id).await {
+            tracing::warn!(upload = %row.uuid, error = %e, "could not delete an upload session");
+            return;
+        }
+        if let Err(e) = self.inner.store.abort_upload(&row.uuid, &state).await {
+            tracing::warn!(upload = %row.uuid, error = %e, "could not delete upload bytes");
+        }
+    }
+
+    /// Cancels an upload session.
+    pub async fn cancel_upload(
+        &self,
+        repo: &RepositoryRow,
+        uuid: &str,
+    ) -> Result<(), RegistryError> {
+        let row = self.session(repo, uuid).await?;
+        self.discard(&row).await;
+        Ok(())
+    }
+
+    /// Makes the blob `digest` of repository `from` usable in `repo`. None when `from` does not
+    /// exist or has no such blob; the caller then falls back to a normal upload.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepositoryRow,
+        from: &str,
+        digest: &Digest,
+    ) -> Result<Option<BlobRow>, RegistryError> {
+        let Ok(from_path) = self.parse_path(from) else {
+            return Ok(None);
+        };
+        let source = match self.repository(&from_path).await {
+            Ok(source) => source,
+            Err(RegistryError::NameUnknown(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let until = now_ms() + self.inner.settings.uploaded_blob_expiration.as_millis() as i64;
+        Ok(self
+            .inner
+            .db
+            .mount_blob(source.id, repo.id, &digest.to_string(), until)
+            .await?)
+    }
+
+    /// The blob `digest` of the repository.
+    pub async fn blob(
+        &self,
+        repo: &RepositoryRow,
+        digest: &Digest,
+    ) -> Result<BlobRow, RegistryError> {
+        self.inner
+            .db
+            .find_repository_blob(repo.id, &digest.to_string())
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.to_string()))
+    }
+
+    /// The bytes of a blob, or an inclusive range of them.
+    pub async fn blob_bytes(
+        &self,
+        blob: &BlobRow,
+        range: Option<RangeInclusive<u64>>,
+    ) -> Result<ByteStream, RegistryError> {
+        Ok(self.inner.store.get(&blob.storage_key, range).await?)
+    }
+}
+
+fn storage_state(row: &UploadRow) -> Result<serde_json::Value, RegistryError> {
+    serde_json::from_str(&row.storage_state)
+        .map_err(|e| RegistryError::UploadInvalid(format!("stored upload state is corrupt: {e}")))
+}
