@@ -1,1 +1,10 @@
-//! placeholder
+//! HTTP integration tests of the registry: a real server on 127.0.0.1:0 driven with reqwest,
+//! every test once on SQLite and once on PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod blobs;
+mod harness;
+mod listing;
+mod manifests;
+mod uploads;
