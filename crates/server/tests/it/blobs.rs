@@ -275,3 +275,49 @@ app_test!(extended_repository_names, |app: TestApp| async move {
         200
     );
 });
+
+#[tokio::test]
+async fn blobs_over_the_size_limit_are_refused() {
+    for engine in [db::testing::Engine::Sqlite, db::testing::Engine::Postgres] {
+        let settings = wharf_core::Settings {
+            max_blob_size: 1000,
+            ..Default::default()
+        };
+        let app = TestApp::with_settings(engine, settings).await;
+        let body = vec![7u8; 1001];
+        let digest = Digest::sha256_of(&body);
+        let r = app
+            .req(
+                Method::POST,
+                &format!("/v2/acme/app/blobs/uploads/?digest={digest}"),
+            )
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        assert_eq!(error_code(r).await, "SIZE_INVALID");
+        let r = app
+            .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+            .send()
+            .await
+            .unwrap();
+        let location = header(&r, "location");
+        let r = app
+            .req(Method::PATCH, &location)
+            .body(vec![1u8; 600])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let r = app
+            .req(Method::PATCH, &location)
+            .body(vec![1u8; 600])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        // The accepted part is still there.
+        assert_eq!(header(&app.get(&location).await, "range"), "0-599");
+    }
+}
