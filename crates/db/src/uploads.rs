@@ -221,6 +221,21 @@ impl Db {
             .map(Into::into))
     }
 
+    /// Blobs in id order after `after_id`, at most `limit` (for consistency checks and, later,
+    /// garbage collection and replication backfills).
+    pub async fn list_blobs(&self, after_id: i64, limit: u64) -> Result<Vec<BlobRow>, DbError> {
+        use sea_orm::{QueryOrder, QuerySelect};
+        Ok(blob::Entity::find()
+            .filter(blob::Column::Id.gt(after_id))
+            .order_by_asc(blob::Column::Id)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
     /// Makes the blob `digest` of repository `from` usable in repository `to`, protected until
     /// `protect_until_ms`. Returns None when `from` has no such blob.
     pub async fn mount_blob(

@@ -463,3 +463,12 @@ db_test!(
         assert!(db.manifest_by_tag(repo.id, "race").await.unwrap().is_some());
     }
 );
+
+db_test!(blobs_are_listed_in_id_order, |db: Db| async move {
+    let repo = db.ensure_repository("acme", "app", "public").await.unwrap();
+    let a = blob(&db, repo.id, 1).await;
+    let b = blob(&db, repo.id, 2).await;
+    let c = blob(&db, repo.id, 3).await;
+    assert_eq!(db.list_blobs(0, 2).await.unwrap(), [a.clone(), b.clone()]);
+    assert_eq!(db.list_blobs(b.id, 2).await.unwrap(), [c]);
+});
