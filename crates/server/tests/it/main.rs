@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod blobs;
+mod config;
 mod harness;
 mod listing;
 mod manifests;
