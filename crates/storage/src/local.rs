@@ -18,6 +18,9 @@ use tokio::task::JoinHandle;
 use crate::{BlobStore, ByteStream, Result, StorageError, UploadState, UploadWriter};
 
 const WRITE_PIECE: usize = 1 << 20;
+/// Written bytes after which the writer flushes to disk while the upload goes on, so the disk
+/// works in parallel with the network and the hasher instead of all at once at the end.
+const SYNC_EVERY: u64 = 32 << 20;
 const READ_PIECE: usize = 512 << 10;
 
 /// Blobs in a directory on a local filesystem.
@@ -116,6 +119,7 @@ impl BlobStore for LocalStore {
             path,
             file: Some(file),
             pending: None,
+            unsynced: 0,
             buffer: BytesMut::with_capacity(WRITE_PIECE),
         }))
     }
@@ -225,6 +229,8 @@ struct LocalWriter {
     file: Option<File>,
     pending: Option<JoinHandle<std::io::Result<File>>>,
     buffer: BytesMut,
+    /// Bytes written since the last flush to disk.
+    unsynced: u64,
 }
 
 impl LocalWriter {
