@@ -99,6 +99,14 @@ impl From<RegistryError> for OciError {
             RegistryError::Denied(_) => (S::FORBIDDEN, "DENIED"),
             RegistryError::Unsupported(_) => (S::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             RegistryError::BodyRead(_) => (S::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            RegistryError::Storage(storage::StorageError::Full(_)) => {
+                tracing::error!(error = %e, "storage is full");
+                return OciError::new(
+                    S::INSUFFICIENT_STORAGE,
+                    "UNKNOWN",
+                    "the registry's storage is full; the upload was not stored",
+                );
+            }
             RegistryError::Db(_) | RegistryError::Storage(_) => {
                 tracing::error!(error = %e, "registry request failed");
                 return OciError::new(S::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal server error");

@@ -27,6 +27,9 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The storage has no room left (ENOSPC or a quota).
+    #[error("storage is full while writing {0}")]
+    Full(String),
     #[error("storage location {0:?} uses driver {1:?}, which is not supported yet")]
     UnsupportedDriver(String, String),
 }

@@ -63,13 +63,12 @@ fn safe_name(id: &str) -> String {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StorageError {
-    if source.kind() == std::io::ErrorKind::NotFound {
-        StorageError::NotFound(path.display().to_string())
-    } else {
-        StorageError::Io {
-            key: path.display().to_string(),
-            source,
-        }
+    use std::io::ErrorKind;
+    let key = path.display().to_string();
+    match source.kind() {
+        ErrorKind::NotFound => StorageError::NotFound(key),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StorageError::Full(key),
+        _ => StorageError::Io { key, source },
     }
 }
 
@@ -258,8 +257,16 @@ impl LocalWriter {
                 std::io::Error::other("writer already failed"),
             ));
         };
+        self.unsynced += piece.len() as u64;
+        let sync = self.unsynced >= SYNC_EVERY;
+        if sync {
+            self.unsynced = 0;
+        }
         self.pending = Some(tokio::task::spawn_blocking(move || {
             file.write_all(&piece)?;
+            if sync {
+                file.sync_data()?;
+            }
             Ok(file)
         }));
         Ok(())
