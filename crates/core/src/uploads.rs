@@ -104,31 +104,19 @@ impl Registry {
             .map_err(|e| RegistryError::UploadInvalid(e.to_string()))?;
         let state = storage_state(&row)?;
         let offset = row.byte_count as u64;
-        let limit = self.inner.settings.max_blob_size;
         let mut body = body;
-        let mut writer: Option<Box<dyn UploadWriter>> = None;
-        let mut size = offset;
-        while let Some(frame) = body.next().await {
-            let frame = frame.map_err(RegistryError::BodyRead)?;
-            if frame.is_empty() {
-                continue;
+        let streamed = self
+            .stream_into(&row, &state, offset, &mut hasher, &mut body)
+            .await;
+        let (writer, size) = match streamed {
+            Ok(done) => done,
+            Err(e) => {
+                if !matches!(e, RegistryError::BodyRead(_)) {
+                    drain(&mut body).await;
+                }
+                return Err(e);
             }
-            size += frame.len() as u64;
-            if size > limit {
-                return Err(RegistryError::BlobTooLarge { limit });
-            }
-            hasher.update(&frame);
-            let w = match writer.as_mut() {
-                Some(w) => w,
-                None => writer.insert(
-                    self.inner
-                        .store
-                        .upload_writer(&row.uuid, &state, offset)
-                        .await?,
-                ),
-            };
-            w.write(frame).await?;
-        }
+        };
         let Some(writer) = writer else {
             return Ok(row);
         };
@@ -157,6 +145,43 @@ impl Registry {
             chunk_count: row.chunk_count + 1,
             ..row
         })
+    }
+
+    /// Hashes and writes the body's frames; returns the writer (None when the body was empty)
+    /// and the upload's new size.
+    async fn stream_into(
+        &self,
+        row: &UploadRow,
+        state: &storage::UploadState,
+        offset: u64,
+        hasher: &mut DigestHasher,
+        body: &mut BodyStream,
+    ) -> Result<(Option<Box<dyn UploadWriter>>, u64), RegistryError> {
+        let limit = self.inner.settings.max_blob_size;
+        let mut writer: Option<Box<dyn UploadWriter>> = None;
+        let mut size = offset;
+        while let Some(frame) = body.next().await {
+            let frame = frame.map_err(RegistryError::BodyRead)?;
+            if frame.is_empty() {
+                continue;
+            }
+            size += frame.len() as u64;
+            if size > limit {
+                return Err(RegistryError::BlobTooLarge { limit });
+            }
+            hasher.update(&frame);
+            let w = match writer.as_mut() {
+                Some(w) => w,
+                None => writer.insert(
+                    self.inner
+                        .store
+                        .upload_writer(&row.uuid, state, offset)
+                        .await?,
+                ),
+            };
+            w.write(frame).await?;
+        }
+        Ok((writer, size))
     }
 
     /// Appends the optional last chunk, checks the digest and turns the upload into a blob of
@@ -309,6 +334,19 @@ impl Registry {
         range: Option<RangeInclusive<u64>>,
     ) -> Result<ByteStream, RegistryError> {
         Ok(self.inner.store.get(&blob.storage_key, range).await?)
+    }
+}
+
+/// Reads and discards what is left of a refused body (up to a bound), so the client receives the
+/// error response instead of a connection reset while it is still sending.
+async fn drain(body: &mut BodyStream) {
+    const DRAIN_LIMIT: usize = 64 << 20;
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match body.next().await {
+            Some(Ok(frame)) => drained += frame.len(),
+            _ => return,
+        }
     }
 }
 

@@ -1,0 +1,349 @@
+//! Long-running processes under test: Wharf itself, CNCF Distribution and dockerd. Each is
+//! stopped when its handle drops, and its log is printed then (libtest shows it only for a
+//! failing test).
+//!
+//! A TCP server in another process cannot be handed a bound listener, so a port is chosen by
+//! binding 127.0.0.1:0 and dropping it, and the server is started on it. Another process may
+//! take the port in between; the server then exits saying so and is started again on a fresh
+//! port. Readiness is the server's own "listening" log line, which it writes only after it has
+//! bound, so a foreign server that grabbed the port can never pass for ours.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::registry::Registry;
+use crate::tools::{Tool, require};
+
+/// How long a registry may take to start listening.
+const REGISTRY_START: Duration = Duration::from_secs(20);
+/// How long dockerd may take to answer (it usually needs 2–5 s, more on a busy machine).
+const DOCKERD_START: Duration = Duration::from_secs(30);
+const PORT_ATTEMPTS: usize = 8;
+const POLL: Duration = Duration::from_millis(50);
+
+/// A child process that is stopped (SIGTERM, then SIGKILL after `grace`) on drop.
+pub struct Daemon {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    grace: Duration,
+}
+
+impl Daemon {
+    fn spawn(
+        name: &'static str,
+        mut command: Command,
+        log: &Path,
+        grace: Duration,
+    ) -> anyhow::Result<Daemon> {
+        let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Daemon {
+            name,
+            child,
+            log: log.to_owned(),
+            grace,
+        })
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn stop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        // dockerd must get SIGTERM to take its containerd down with it; the registries shut
+        // down cleanly on it too. std only offers SIGKILL, hence the `kill` command.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        eprintln!("--- last lines of the {} log", self.name);
+        for line in tail.into_iter().rev() {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Starts a TCP server on a free port, retrying on a lost port race. `command` builds the
+/// invocation for a port; `ready` is the log text written once it listens; `in_use` is what it
+/// logs when the port was taken.
+async fn start_on_free_port(
+    name: &'static str,
+    log: &Path,
+    command: impl Fn(u16) -> anyhow::Result<Command>,
+    ready: &str,
+    in_use: &[&str],
+) -> anyhow::Result<(Daemon, u16)> {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port()?;
+        let mut daemon = Daemon::spawn(name, command(port)?, log, Duration::from_secs(5))?;
+        let deadline = Instant::now() + REGISTRY_START;
+        loop {
+            let text = daemon.log();
+            if text.contains(ready) {
+                return Ok((daemon, port));
+            }
+            if let Some(status) = daemon.exited() {
+                if in_use.iter().any(|m| text.contains(m)) {
+                    break; // lost the race for the port: try another
+                }
+                bail!("{name} exited with {status} before listening:\n{text}");
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not listen within {REGISTRY_START:?}:\n{text}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    bail!("{name} lost the race for a free port {PORT_ATTEMPTS} times")
+}
+
+/// Waits until `GET http://host/v2/` answers 200.
+async fn wait_for_v2(name: &str, host: &str) -> anyhow::Result<()> {
+    let registry = Registry::new(host);
+    let deadline = Instant::now() + REGISTRY_START;
+    loop {
+        match registry.get("", "application/json").await {
+            Ok((status, _, _)) if status.is_success() => return Ok(()),
+            Ok((status, _, _)) if Instant::now() > deadline => {
+                bail!("{name} answers GET /v2/ with {status}")
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context(format!("{name} GET /v2/")));
+            }
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// The `wharf` binary under test, serving on its own data directory.
+pub struct Wharf {
+    daemon: Daemon,
+    /// `127.0.0.1:PORT`, as image references spell a registry.
+    pub host: String,
+}
+
+impl Wharf {
+    pub async fn start(dir: &Path) -> anyhow::Result<Wharf> {
+        let data = dir.join("wharf-data");
+        let command = |port: u16| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_wharf"));
+            c.arg("serve")
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .env("NO_COLOR", "1")
+                // The readiness line is logged at info: a caller's WHARF_LOG must not hide it.
+                .env("WHARF_LOG", "info")
+                .env_remove("WHARF_CONFIG_DIR")
+                .env_remove("WHARF_DATA_DIR")
+                .env_remove("WHARF_LISTEN");
+            Ok(c)
+        };
+        let (daemon, port) = start_on_free_port(
+            "wharf",
+            &dir.join("wharf.log"),
+            command,
+            "wharf is serving the registry",
+            &["cannot listen on"],
+        )
+        .await?;
+        let host = format!("127.0.0.1:{port}");
+        wait_for_v2("wharf", &host).await?;
+        Ok(Wharf { daemon, host })
+    }
+
+    pub fn registry(&self) -> Registry {
+        Registry::new(&self.host)
+    }
+
+    /// Fails if Wharf logged an error or a panic: every request in these tests is one a
+    /// correct registry serves without either.
+    pub fn assert_clean_log(&self) -> anyhow::Result<()> {
+        let log = self.daemon.log();
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains("panicked"))
+            .collect();
+        anyhow::ensure!(bad.is_empty(), "wharf logged errors:\n{}", bad.join("\n"));
+        Ok(())
+    }
+}
+
+/// CNCF Distribution 2.8 (Debian's `docker-registry`) on a filesystem root in `dir`.
+pub struct Distribution {
+    /// Held so that the server stops when the handle drops.
+    _daemon: Daemon,
+    pub host: String,
+}
+
+impl Distribution {
+    pub async fn start(dir: &Path) -> anyhow::Result<Distribution> {
+        let binary = require("docker-registry", "docker-registry")?;
+        let root = dir.join("distribution-data");
+        let config = dir.join("distribution.yml");
+        let command = |port: u16| {
+            // Info level, because "listening on" is the readiness line.
+            let yaml = format!(
+                "version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: {}
+  delete:
+    enabled: true
+  redirect:
+    disable: true
+http:
+  addr: 127.0.0.1:{port}
+",
+                root.display()
+            );
+            std::fs::write(&config, yaml)?;
+            let mut c = Command::new(&binary);
+            c.arg("serve").arg(&config);
+            Ok(c)
+        };
+        let (daemon, port) = start_on_free_port(
+            "distribution",
+            &dir.join("distribution.log"),
+            command,
+            "listening on",
+            &["address already in use"],
+        )
+        .await?;
+        let host = format!("127.0.0.1:{port}");
+        wait_for_v2("distribution", &host).await?;
+        Ok(Distribution {
+            _daemon: daemon,
+            host,
+        })
+    }
+}
+
+/// A private dockerd: its own socket, data root, exec root and empty config file; vfs storage
+/// and no network set-up, so it needs neither iptables nor a bridge. 127.0.0.0/8 is an
+/// insecure registry by default, so it pushes to Wharf over plain HTTP.
+pub struct Dockerd {
+    /// Held so that the daemon stops when the handle drops.
+    _daemon: Daemon,
+    /// The docker CLI talking to this daemon, with its own client config directory.
+    pub docker: Tool,
+}
+
+impl Dockerd {
+    pub async fn start(dir: &Path) -> anyhow::Result<Dockerd> {
+        let dockerd = require("dockerd", "docker.io")?;
+        let docker = Tool::new("docker", "docker.io")?;
+        // Short paths: the daemon's unix sockets must fit in 108 bytes.
+        let root = dir.join("dk");
+        for sub in ["data", "exec", "client"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
+        let socket = root.join("docker.sock");
+        let config = root.join("daemon.json");
+        std::fs::write(&config, "{}")?;
+        let mut command = Command::new(dockerd);
+        command
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("docker.pid"))
+            .arg("--config-file")
+            .arg(&config)
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+            ]);
+        let mut daemon = Daemon::spawn(
+            "dockerd",
+            command,
+            &dir.join("dockerd.log"),
+            Duration::from_secs(20),
+        )?;
+        let docker = docker
+            .with_env("DOCKER_HOST", format!("unix://{}", socket.display()))
+            .with_env("DOCKER_CONFIG", root.join("client"));
+        let deadline = Instant::now() + DOCKERD_START;
+        loop {
+            if let Some(status) = daemon.exited() {
+                bail!(
+                    "dockerd exited with {status} during start-up:\n{}",
+                    daemon.log()
+                );
+            }
+            match docker
+                .run(["version", "--format", "{{.Server.Version}}"])
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e.context(format!(
+                        "dockerd did not answer within {DOCKERD_START:?}; its log:\n{}",
+                        daemon.log()
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        Ok(Dockerd {
+            _daemon: daemon,
+            docker,
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! Finding the external tools and running them with a time limit.
+//!
+//! Every environment variable these tests read is declared here.
+
+use std::ffi::{OsStr, OsString};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Where the Python virtualenv with the `oras` package lives; by default
+/// `$HOME/.cache/wharf/venv`, where scripts/e2e-setup.sh creates it.
+const VENV_ENV: &str = "WHARF_E2E_VENV";
+
+/// The longest any single client command may take. The biggest transfer in these tests is a few
+/// megabytes over loopback, so anything near this limit is a hang, not a slow machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest a whole test may take, daemons' start-up included.
+const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs a test body with an overall deadline. Dropping the body on timeout drops its daemons
+/// and child processes, which stops them.
+pub async fn bounded(test: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    match tokio::time::timeout(TEST_TIMEOUT, test).await {
+        Ok(result) => result,
+        Err(_) => bail!("the test did not finish within {TEST_TIMEOUT:?}"),
+    }
+}
+
+/// Looks `name` up on PATH, or explains which Debian package provides it.
+pub fn require(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .with_context(|| {
+            format!(
+                "`{name}` is not on PATH: install the Debian package `{package}` \
+                 (scripts/e2e-setup.sh installs every tool the end-to-end tests use)"
+            )
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The Python interpreter of the oras virtualenv, checked to import `oras`.
+pub async fn oras_python() -> anyhow::Result<Tool> {
+    let venv = match std::env::var_os(VENV_ENV) {
+        Some(venv) => PathBuf::from(venv),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cache/wharf/venv"),
+    };
+    let python = venv.join("bin/python");
+    let advice = format!(
+        "create it with `python3 -m venv {0} && {0}/bin/pip install oras` \
+         (scripts/e2e-setup.sh does), or point {VENV_ENV} at a virtualenv that has oras",
+        venv.display()
+    );
+    if !is_executable(&python) {
+        bail!("no Python virtualenv at {}: {advice}", venv.display());
+    }
+    let tool = Tool {
+        program: python,
+        args: Vec::new(),
+        envs: Vec::new(),
+    };
+    tool.run(["-c", "import oras.client"])
+        .await
+        .with_context(|| format!("the virtualenv cannot import oras: {advice}"))?;
+    Ok(tool)
+}
+
+/// A temporary path as a command-line argument (tempfile's paths are always UTF-8).
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// The captured output of a command that exited successfully.
+pub struct Output {
+    pub stdout: String,
+}
+
+/// A program with the arguments and environment every invocation of it shares.
+#[derive(Clone)]
+pub struct Tool {
+    program: PathBuf,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+}
+
+impl Tool {
+    /// The tool `name` from PATH; fails naming `package` when it is missing.
+    pub fn new(name: &str, package: &str) -> anyhow::Result<Tool> {
+        Ok(Tool {
+            program: require(name, package)?,
+            args: Vec::new(),
+            envs: Vec::new(),
+        })
+    }
+
+    /// Adds arguments that come before those of every `run`.
+    pub fn with_args<I, S>(mut self, args: I) -> Tool
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for every `run`.
+    pub fn with_env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Tool {
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Runs the tool and fails unless it exits 0 within the step timeout. Errors carry the
+    /// command line and both output streams.
+    pub async fn run<I, S>(&self, args: I) -> anyhow::Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.run_with_stdin(args, None).await
+    }
+
+    /// Like `run`, with `stdin` piped from a file.
+    pub async fn run_with_stdin<I, S>(
+        &self,
+        args: I,
+        stdin: Option<&Path>,
+    ) -> anyhow::Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<OsString> = self
+            .args
+            .iter()
+            .cloned()
+            .chain(args.into_iter().map(|a| a.as_ref().to_owned()))
+            .collect();
+        let line = std::iter::once(self.program.as_os_str())
+            .chain(args.iter().map(OsString::as_os_str))
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stdin = match stdin {
+            Some(path) => Stdio::from(
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            ),
+            None => Stdio::null(),
+        };
+        let child = tokio::process::Command::new(&self.program)
+            .args(&args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        let output = tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| anyhow::anyhow!("`{line}` did not finish within {STEP_TIMEOUT:?}"))?
+            .with_context(|| format!("`{line}` failed to run"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if !output.status.success() {
+            bail!(
+                "`{line}` exited with {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+                output.status
+            );
+        }
+        Ok(Output { stdout })
+    }
+}
