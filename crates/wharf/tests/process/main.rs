@@ -1,8 +1,12 @@
-//! Crash safety: the real `wharf` binary is killed with SIGKILL in the middle of chunked uploads
+//! Process-level tests of the real `wharf` binary (`cli` holds the command-line ones).
+//!
+//! Crash safety: the binary is killed with SIGKILL in the middle of chunked uploads
 //! and manifest pushes, then restarted on the same data. Nothing half-written may be visible,
 //! nothing may reference missing bytes, and interrupted uploads resume (or start over) cleanly.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
