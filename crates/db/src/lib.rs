@@ -36,6 +36,9 @@ pub enum DbError {
     Connect(String),
     #[error("{0}")]
     Migration(String),
+    /// A row the transaction just wrote or locked is missing: a bug or concurrent tampering.
+    #[error("database invariant broken: {0}")]
+    Invariant(String),
     #[error("unsupported DB_URI {0:?}: expected sqlite:… or postgresql://…")]
     UnsupportedUri(String),
 }

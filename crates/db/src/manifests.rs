@@ -222,7 +222,7 @@ impl Db {
             .into_tuple()
             .one(&tx)
             .await?
-            .ok_or_else(|| DbError::Migration(format!("manifest {} vanished", new.digest)))?;
+            .ok_or_else(|| DbError::Invariant(format!("manifest {} vanished", new.digest)))?;
 
         manifest_blob::Entity::insert_many(blob_ids.into_iter().map(|blob_id| {
             manifest_blob::ActiveModel {

@@ -79,7 +79,7 @@ impl Db {
             .filter(account::Column::Username.eq(namespace))
             .one(&tx)
             .await?
-            .ok_or_else(|| DbError::Migration(format!("namespace {namespace} vanished")))?;
+            .ok_or_else(|| DbError::Invariant(format!("namespace {namespace} vanished")))?;
         repository::Entity::insert(repository::ActiveModel {
             namespace_id: Set(ns.id),
             name: Set(name.to_string()),
@@ -98,7 +98,7 @@ impl Db {
             .filter(repository::Column::Name.eq(name))
             .one(&tx)
             .await?
-            .ok_or_else(|| DbError::Migration(format!("repository {namespace}/{name} vanished")))?;
+            .ok_or_else(|| DbError::Invariant(format!("repository {namespace}/{name} vanished")))?;
         tx.commit().await?;
         Ok(RepositoryRow {
             id: repo.id,
@@ -157,7 +157,7 @@ impl Db {
             .one(&tx)
             .await?
             .map(|l| l.id)
-            .ok_or_else(|| DbError::Migration(format!("storage location {name} vanished")))?;
+            .ok_or_else(|| DbError::Invariant(format!("storage location {name} vanished")))?;
         tx.commit().await?;
         Ok(id)
     }

@@ -181,7 +181,7 @@ impl Db {
             .filter(blob::Column::Digest.eq(&c.digest))
             .one(&tx)
             .await?
-            .ok_or_else(|| DbError::Migration(format!("blob {} vanished", c.digest)))?
+            .ok_or_else(|| DbError::Invariant(format!("blob {} vanished", c.digest)))?
             .into();
         blob_placement::Entity::insert(blob_placement::ActiveModel {
             blob_id: Set(stored.id),
