@@ -7,8 +7,9 @@ use crate::{Registry, RegistryError};
 
 /// Largest page served, whatever the client asks for.
 const MAX_PAGE: u64 = 10_000;
-/// Page size when the client does not say.
-const DEFAULT_PAGE: u64 = 1_000;
+/// Page size when the client does not say: whole lists up to the cap in one response, as
+/// clients that ignore `Link` expect.
+const DEFAULT_PAGE: u64 = MAX_PAGE;
 
 /// One page of names; `more` says whether a next page exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
