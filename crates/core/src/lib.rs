@@ -67,6 +67,8 @@ struct Inner {
     settings: Settings,
     repositories: moka::sync::Cache<String, Arc<RepositoryRow>>,
     tags: moka::sync::Cache<(i64, String), Arc<ManifestRow>>,
+    /// Every visible tag name of a repository, sorted, for repositories of modest size.
+    tag_lists: moka::sync::Cache<i64, Arc<Vec<String>>>,
 }
 
 impl Registry {
@@ -86,6 +88,7 @@ impl Registry {
                 settings,
                 repositories: cache(10_000),
                 tags: cache(100_000),
+                tag_lists: cache(10_000),
             }),
         })
     }

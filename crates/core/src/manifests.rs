@@ -110,7 +110,7 @@ impl Registry {
             }
         }
         if let Reference::Tag(t) = reference {
-            self.inner.tags.invalidate(&(repo.id, t.to_string()));
+            self.tags_changed(repo.id, Some(t.as_str()));
         }
         Ok(PushedManifest {
             digest,
@@ -159,7 +159,7 @@ impl Registry {
         let found = match reference {
             Reference::Tag(t) => {
                 let found = self.inner.db.delete_tag(repo.id, t.as_str()).await?;
-                self.inner.tags.invalidate(&(repo.id, t.to_string()));
+                self.tags_changed(repo.id, Some(t.as_str()));
                 found
             }
             Reference::Digest(d) => {
@@ -168,8 +168,7 @@ impl Registry {
                     .db
                     .delete_manifest(repo.id, &d.to_string())
                     .await?;
-                // Any tag may have pointed at it; deletes are rare enough to drop the cache.
-                self.inner.tags.invalidate_all();
+                self.tags_changed(repo.id, None);
                 found
             }
         };
@@ -177,6 +176,16 @@ impl Registry {
             Ok(())
         } else {
             Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+
+    /// Drops cached tag lookups after a tag of the repository changed (`None`: any tag may have).
+    fn tags_changed(&self, repository_id: i64, tag: Option<&str>) {
+        self.inner.tag_lists.invalidate(&repository_id);
+        match tag {
+            Some(t) => self.inner.tags.invalidate(&(repository_id, t.to_string())),
+            // Deletes by digest are rare enough to drop every cached tag.
+            None => self.inner.tags.invalidate_all(),
         }
     }
 

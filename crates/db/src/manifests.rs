@@ -371,7 +371,8 @@ impl Db {
         Ok(found)
     }
 
-    /// Names of visible, alive tags in lexical order after `last`, at most `limit`.
+    /// Names of visible, alive tags in lexical order after `last`, at most `limit`. A name has at
+    /// most one alive row (pointing a tag ends its alive rows first), so no DISTINCT is needed.
     pub async fn list_tags(
         &self,
         repository_id: i64,
@@ -381,7 +382,6 @@ impl Db {
         let mut query = tag::Entity::find()
             .select_only()
             .column(tag::Column::Name)
-            .distinct()
             .filter(tag::Column::RepositoryId.eq(repository_id))
             .filter(tag::Column::Hidden.eq(false))
             .filter(alive((tag::Entity, tag::Column::LifetimeEndMs), now_ms()))

@@ -199,13 +199,19 @@ async fn read_file(path: PathBuf, range: Option<RangeInclusive<u64>>) -> Result<
         }
         while remaining > 0 {
             let want = remaining.min(READ_PIECE as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            match file.read_exact(&mut buf) {
-                Ok(()) => {
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(want);
+            match (&mut file).take(want as u64).read_to_end(&mut buf) {
+                Ok(n) if n == want => {
                     remaining -= want as u64;
-                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                         return; // the client went away
                     }
+                }
+                Ok(_) => {
+                    let short = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                    let _ = tx.blocking_send(Err(io_err(&path, short)));
+                    return;
                 }
                 Err(e) => {
                     let _ = tx.blocking_send(Err(io_err(&path, e)));
