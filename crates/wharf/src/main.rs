@@ -70,9 +70,11 @@ fn init_tracing() {
     let debug = std::env::var("DEBUGLOG").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     let filter = EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| EnvFilter::new(if debug { "debug" } else { "info" }));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
