@@ -6,6 +6,7 @@
 //! connection pool and start `IMMEDIATE` transactions, so a read-then-write transaction can never
 //! fail with a busy snapshot; reads use a separate pool.
 
+mod accounts;
 pub mod entity;
 mod manifests;
 mod migrate;
@@ -23,6 +24,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
+pub use accounts::{AccountRow, CreateUserOutcome, NewUser};
 pub use manifests::{ManifestRow, NewManifest, PutManifestOutcome, TagTarget};
 pub use repos::RepositoryRow;
 pub use uploads::{BlobRow, CommitBlob, CommitOutcome, NewUpload, UploadRow};

@@ -13,11 +13,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "registry core: namespaces, repositories, blobs, uploads, manifests, tags, queue",
-    sql: include_str!("migrations/0001_registry_core.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry core: namespaces, repositories, blobs, uploads, manifests, tags, queue",
+        sql: include_str!("migrations/0001_registry_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "accounts: sign-in columns of users",
+        sql: include_str!("migrations/0002_accounts.sql"),
+    },
+];
 
 fn render(sql: &str, backend: DbBackend) -> String {
     let (id, bytes) = match backend {

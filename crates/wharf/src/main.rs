@@ -24,6 +24,31 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(Location),
+    /// Administrative tasks on the database (safe while a server runs on it).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user; the password is read from the first line of standard input.
+    CreateUser(CreateUserArgs),
+}
+
+#[derive(Args)]
+struct CreateUserArgs {
+    #[command(flatten)]
+    location: Location,
+    /// The new user's name.
+    name: String,
+    /// The new user's e-mail address.
+    #[arg(long)]
+    email: String,
+    /// Make the user a superuser (in addition to SUPER_USERS in config.yaml).
+    #[arg(long)]
+    superuser: bool,
 }
 
 #[derive(Args, Clone)]
@@ -89,7 +114,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("applied {} migration(s): {applied:?}", applied.len());
             Ok(())
         }
+        Command::Admin {
+            command: AdminCommand::CreateUser(args),
+        } => create_user(args).await,
     }
+}
+
+async fn create_user(args: CreateUserArgs) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    ensure_data_dir(&args.location)?;
+    let resolved = server::resolve(&args.location.paths())?;
+    let db = db::Db::connect(&resolved.db_uri).await?;
+    db.migrate().await?;
+    if std::io::stdin().is_terminal() {
+        eprint!("password for {}: ", args.name);
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("cannot read the password")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let user = auth::create_user(&db, &args.name, &args.email, password, args.superuser).await?;
+    println!(
+        "created user {}{}",
+        user.username,
+        if user.superuser { " (superuser)" } else { "" }
+    );
+    Ok(())
 }
 
 fn ensure_data_dir(location: &Location) -> anyhow::Result<()> {

@@ -15,6 +15,16 @@ pub struct Model {
     /// How long dead tags stay restorable (the time machine), in seconds.
     pub removed_tag_expiration_s: i64,
     pub creation_ms: i64,
+    /// bcrypt hash (`$2b$…`, as Quay stores it); None for organizations and robots.
+    pub password_hash: Option<String>,
+    pub verified: bool,
+    pub superuser: bool,
+    pub invalid_login_attempts: i32,
+    pub last_invalid_login_ms: Option<i64>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub company: Option<String>,
+    pub location: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -63,7 +63,7 @@ fn visible(name: &str) -> Vec<TagTarget> {
 async fn migrations_are_recorded_and_idempotent() {
     for engine in [Engine::Sqlite, Engine::Postgres] {
         let t = TestDb::empty(engine).await;
-        assert_eq!(t.db.migrate().await.unwrap(), vec![1]);
+        assert_eq!(t.db.migrate().await.unwrap(), vec![1, 2]);
         assert!(t.db.migrate().await.unwrap().is_empty());
         // Two processes starting at once: both succeed, the schema is applied once.
         let other = Db::connect(&t.uri).await.unwrap();
@@ -79,7 +79,12 @@ async fn concurrent_first_migration_on_postgres() {
     let (a, b) = tokio::join!(t.db.migrate(), other.migrate());
     let mut applied = a.unwrap();
     applied.extend(b.unwrap());
-    assert_eq!(applied, vec![1], "exactly one process applies migration 1");
+    applied.sort();
+    assert_eq!(
+        applied,
+        vec![1, 2],
+        "each migration is applied by exactly one process"
+    );
 }
 
 db_test!(repositories_are_created_once, |db: Db| async move {
@@ -471,4 +476,34 @@ db_test!(blobs_are_listed_in_id_order, |db: Db| async move {
     let c = blob(&db, repo.id, 3).await;
     assert_eq!(db.list_blobs(0, 2).await.unwrap(), [a.clone(), b.clone()]);
     assert_eq!(db.list_blobs(b.id, 2).await.unwrap(), [c]);
+});
+
+db_test!(users_are_created_once_per_name, |db: Db| async move {
+    let new = |name: &str| db::NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password_hash: "$2b$12$abcdefghijklmnopqrstuuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01".into(),
+        verified: true,
+        superuser: false,
+    };
+    let created = match db.create_user(new("alice")).await.unwrap() {
+        db::CreateUserOutcome::Created(row) => row,
+        other => panic!("{other:?}"),
+    };
+    assert!(!created.organization && !created.robot && created.enabled);
+    assert_eq!(
+        db.create_user(new("alice")).await.unwrap(),
+        db::CreateUserOutcome::NameTaken
+    );
+    // Organizations share the namespace of names.
+    db.ensure_repository("acme", "app", "public").await.unwrap();
+    assert_eq!(
+        db.create_user(new("acme")).await.unwrap(),
+        db::CreateUserOutcome::NameTaken
+    );
+    let found = db.find_account("alice").await.unwrap().unwrap();
+    assert_eq!(found, created);
+    assert_eq!(found.email.as_deref(), Some("alice@example.com"));
+    assert!(db.find_account("acme").await.unwrap().unwrap().organization);
+    assert!(db.find_account("nobody").await.unwrap().is_none());
 });

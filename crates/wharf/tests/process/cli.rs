@@ -23,7 +23,7 @@ fn migrate_applies_once_then_nothing() {
     );
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
-        "applied 1 migration(s): [1]"
+        "applied 2 migration(s): [1, 2]"
     );
     let again = wharf(&["migrate", "--data-dir", data]);
     assert_eq!(
@@ -79,4 +79,81 @@ fn a_taken_port_is_reported() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
+}
+
+fn wharf_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .env("WHARF_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn admin_create_user_reads_the_password_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // A server runs on the same database meanwhile.
+    let server = super::Wharf::start(dir.path()).await;
+    let upload = format!("{}/v2/acme/app/blobs/uploads/", server.base);
+    let r = reqwest::Client::new().post(&upload).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let args = [
+        "admin",
+        "create-user",
+        "alice",
+        "--email",
+        "alice@example.com",
+        "--superuser",
+        "--data-dir",
+        data,
+    ];
+    let out = wharf_with_stdin(&args, "correct horse battery\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "created user alice (superuser)"
+    );
+
+    let db = db::Db::connect(&format!("sqlite:///{data}/wharf.db"))
+        .await
+        .unwrap();
+    let alice = db.find_account("alice").await.unwrap().unwrap();
+    assert!(alice.superuser);
+    assert!(auth::password::verify("correct horse battery", &alice.password_hash.unwrap()).await);
+
+    let again = wharf_with_stdin(&args, "another password\n");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already taken"));
+    let weak = wharf_with_stdin(
+        &[
+            "admin",
+            "create-user",
+            "bob",
+            "--email",
+            "bob@example.com",
+            "--data-dir",
+            data,
+        ],
+        "short\n",
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 8 characters"));
+    let r = reqwest::Client::new().post(&upload).send().await.unwrap();
+    assert_eq!(r.status(), 202, "the server kept working");
 }
