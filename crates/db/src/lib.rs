@@ -10,6 +10,7 @@ mod accounts;
 pub mod entity;
 mod manifests;
 mod migrate;
+mod queue;
 mod repos;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -26,6 +27,7 @@ use sea_orm::{
 
 pub use accounts::{AccountRow, CreateUserOutcome, NewUser};
 pub use manifests::{ManifestRow, NewManifest, PutManifestOutcome, TagTarget};
+pub use queue::{QueueItem, item_name};
 pub use repos::RepositoryRow;
 pub use uploads::{BlobRow, CommitBlob, CommitOutcome, NewUpload, UploadRow};
 

@@ -1,6 +1,8 @@
 //! Store tests. Every test runs on SQLite and on PostgreSQL (`db_test!`).
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod queue;
+
 use db::{
     CommitBlob, Db, NewManifest, NewUpload, PutManifestOutcome, TagTarget, db_test, now_ms,
     testing::{Engine, TestDb},
