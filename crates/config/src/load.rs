@@ -244,6 +244,9 @@ impl<'de> Visitor<'de> for ConfigVisitor<'_> {
                 "PUSH_TEMP_TAG_EXPIRATION_SEC" => {
                     config.push_temp_tag_expiration_sec = self.read(&mut map, k, COUNT)?;
                 }
+                "BLOBUPLOAD_DELETION_DATE_THRESHOLD" => {
+                    config.blobupload_deletion_date_threshold = self.read(&mut map, k, COUNT)?;
+                }
                 "MAXIMUM_LAYER_SIZE" => {
                     config.maximum_layer_size = self.read(&mut map, k, NO_HINT)?
                 }

@@ -47,6 +47,9 @@ pub struct Config {
     /// `PUSH_TEMP_TAG_EXPIRATION_SEC`: how long an uploaded blob or a manifest pushed by
     /// digest is kept alive before something references it, in seconds. Default `3600`.
     pub push_temp_tag_expiration_sec: u64,
+    /// `BLOBUPLOAD_DELETION_DATE_THRESHOLD`: minutes after which an unfinished upload session
+    /// and its bytes are deleted by the upload cleanup worker. Default `2880` (two days).
+    pub blobupload_deletion_date_threshold: u64,
     /// `MAXIMUM_LAYER_SIZE`: largest blob accepted on upload. Default `20G`, which Quay
     /// reads as 20 000 000 000 bytes (decimal prefixes, see [`crate::parse_size`]).
     pub maximum_layer_size: ByteSize,
@@ -79,6 +82,7 @@ impl Default for Config {
             library_namespace: "library".to_owned(),
             v2_pagination_size: 50,
             push_temp_tag_expiration_sec: 3600,
+            blobupload_deletion_date_threshold: 2880,
             maximum_layer_size: default_maximum_layer_size(),
             feature_referrers_api: true,
             feature_general_oci_support: true,
@@ -141,6 +145,7 @@ impl fmt::Debug for Config {
             library_namespace,
             v2_pagination_size,
             push_temp_tag_expiration_sec,
+            blobupload_deletion_date_threshold,
             maximum_layer_size,
             feature_referrers_api,
             feature_general_oci_support,
@@ -165,6 +170,10 @@ impl fmt::Debug for Config {
             .field("library_namespace", library_namespace)
             .field("v2_pagination_size", v2_pagination_size)
             .field("push_temp_tag_expiration_sec", push_temp_tag_expiration_sec)
+            .field(
+                "blobupload_deletion_date_threshold",
+                blobupload_deletion_date_threshold,
+            )
             .field("maximum_layer_size", maximum_layer_size)
             .field("feature_referrers_api", feature_referrers_api)
             .field("feature_general_oci_support", feature_general_oci_support)

@@ -279,6 +279,21 @@ impl Registry {
         }
     }
 
+    /// Deletes upload sessions (and their bytes) that nobody has written to for `idle`, at most
+    /// `limit` of them. Returns how many were deleted.
+    pub async fn clean_stale_uploads(
+        &self,
+        idle: std::time::Duration,
+        limit: u64,
+    ) -> Result<usize, RegistryError> {
+        let cutoff = now_ms() - idle.as_millis() as i64;
+        let stale = self.inner.db.stale_uploads(cutoff, limit).await?;
+        for row in &stale {
+            self.discard(row).await;
+        }
+        Ok(stale.len())
+    }
+
     /// Cancels an upload session.
     pub async fn cancel_upload(
         &self,

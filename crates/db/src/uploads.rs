@@ -154,6 +154,24 @@ impl Db {
         Ok(result.rows_affected == 1)
     }
 
+    /// Upload sessions nobody has written to since `updated_before_ms`, oldest first.
+    pub async fn stale_uploads(
+        &self,
+        updated_before_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<UploadRow>, DbError> {
+        use sea_orm::{QueryOrder, QuerySelect};
+        Ok(blob_upload::Entity::find()
+            .filter(blob_upload::Column::UpdatedMs.lt(updated_before_ms))
+            .order_by_asc(blob_upload::Column::UpdatedMs)
+            .limit(limit)
+            .all(&self.read)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
     /// Deletes an upload session row. Returns false if it was already gone.
     pub async fn delete_upload(&self, id: i64) -> Result<bool, DbError> {
         let result = blob_upload::Entity::delete_by_id(id)

@@ -147,6 +147,25 @@ impl App {
         App { registry, router }
     }
 
+    /// Starts the named background workers (all when `names` is empty).
+    pub fn start_workers(
+        &self,
+        resolved: &Resolved,
+        names: &[String],
+    ) -> Result<workers::WorkerSet, ServerError> {
+        let settings = workers::Settings {
+            upload_expiry: Duration::from_secs(
+                resolved
+                    .config
+                    .blobupload_deletion_date_threshold
+                    .saturating_mul(60),
+            ),
+        };
+        let built =
+            workers::build(&self.registry, &settings, names).map_err(ServerError::Invalid)?;
+        Ok(workers::WorkerSet::start(built))
+    }
+
     /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
     pub async fn serve(
         self,

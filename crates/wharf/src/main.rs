@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(Location),
+    /// Run background workers only (no HTTP): all of them, or the ones named.
+    Worker(WorkerArgs),
     /// Administrative tasks on the database (safe while a server runs on it).
     Admin {
         #[command(subcommand)]
@@ -63,9 +65,20 @@ struct Location {
 }
 
 #[derive(Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    location: Location,
+    /// Workers to run (default: all). Known: blobuploadcleanupworker.
+    names: Vec<String>,
+}
+
+#[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
     location: Location,
+    /// Do not run background workers in this process (run `wharf worker` elsewhere).
+    #[arg(long)]
+    no_workers: bool,
     /// Address to listen on. The default stays on loopback because the registry does not yet
     /// authenticate anyone.
     #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:8080")]
@@ -80,6 +93,9 @@ impl Location {
         }
     }
 }
+
+/// How long workers may take to finish their current unit at shutdown.
+const WORKER_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -117,6 +133,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::CreateUser(args),
         } => create_user(args).await,
+        Command::Worker(args) => {
+            ensure_data_dir(&args.location)?;
+            let resolved = server::resolve(&args.location.paths())?;
+            let app = server::App::open(&resolved).await?;
+            let workers = app.start_workers(&resolved, &args.names)?;
+            tracing::info!(workers = ?workers.statuses().iter().map(|(n, _)| *n).collect::<Vec<_>>(), "running workers");
+            shutdown_signal().await;
+            workers.shutdown(WORKER_SHUTDOWN).await;
+            Ok(())
+        }
     }
 }
 
@@ -158,6 +184,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let resolved = server::resolve(&args.location.paths())?;
     let app = server::App::open(&resolved).await?;
     let listener = server::bind(args.listen).await?;
+    let workers = if args.no_workers {
+        None
+    } else {
+        Some(app.start_workers(&resolved, &[])?)
+    };
     tracing::info!(
         addr = %listener.local_addr()?,
         database = %db::redact(&resolved.db_uri),
@@ -165,6 +196,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "wharf is serving the registry (anonymous push and pull are allowed)"
     );
     app.serve(listener, shutdown_signal()).await?;
+    if let Some(workers) = workers {
+        workers.shutdown(WORKER_SHUTDOWN).await;
+    }
     tracing::info!("wharf stopped");
     Ok(())
 }

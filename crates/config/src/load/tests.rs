@@ -56,6 +56,7 @@ LOGS_MODEL_CONFIG: {}
 MAXIMUM_LAYER_SIZE: 8G
 PREFERRED_URL_SCHEME: https
 PUSH_TEMP_TAG_EXPIRATION_SEC: 7200
+BLOBUPLOAD_DELETION_DATE_THRESHOLD: 60
 REGISTRY_TITLE: Example Registry
 REGISTRY_TITLE_SHORT: Example
 SECRET_KEY: "9b2f7c1e-8d3a-4f6b-a5e0-1c7d9e2b4f68"
@@ -109,6 +110,7 @@ fn quay_36_config_gives_typed_fields() -> Result<(), ConfigError> {
     assert_eq!(config.default_tag_expiration_secs(), 28 * 24 * 3600);
     assert_eq!(config.maximum_layer_size_bytes(), 8_000_000_000);
     assert_eq!(config.push_temp_tag_expiration_sec, 7200);
+    assert_eq!(config.blobupload_deletion_date_threshold, 60);
     assert_eq!(config.v2_pagination_size, 100);
     assert!(!config.feature_library_support);
     assert_eq!(config.library_namespace, "official");

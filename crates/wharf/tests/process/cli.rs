@@ -157,3 +157,81 @@ async fn admin_create_user_reads_the_password_from_stdin() {
     let r = reqwest::Client::new().post(&upload).send().await.unwrap();
     assert_eq!(r.status(), 202, "the server kept working");
 }
+
+#[test]
+fn unknown_workers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wharf(&[
+        "worker",
+        "nosuchworker",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown worker") && stderr.contains("blobuploadcleanupworker"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_worker_process_cleans_abandoned_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.yaml"),
+        format!(
+            "DB_URI: sqlite:///{db}\nBLOBUPLOAD_DELETION_DATE_THRESHOLD: 0\n\
+             DISTRIBUTED_STORAGE_CONFIG:\n  local:\n    - LocalStorage\n    - storage_path: {storage}\n",
+            db = dir.path().join("wharf.db").display(),
+            storage = dir.path().join("storage").display()
+        ),
+    )
+    .unwrap();
+    let server = super::Wharf::start_with(&[
+        "--config-dir".as_ref(),
+        config.as_os_str(),
+        "--no-workers".as_ref(),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v2/acme/app/blobs/uploads/", server.base))
+        .send()
+        .await
+        .unwrap();
+    let location = format!(
+        "{}{}",
+        server.base,
+        r.headers()["location"].to_str().unwrap()
+    );
+    assert_eq!(client.get(&location).send().await.unwrap().status(), 204);
+
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["worker", "blobuploadcleanupworker", "--config-dir"])
+        .arg(&config)
+        .env("WHARF_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut gone = false;
+    while std::time::Instant::now() < deadline {
+        if client.get(&location).send().await.unwrap().status() == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // SIGTERM: the worker process stops cleanly.
+    let _ = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let status = worker.wait().unwrap();
+    assert!(gone, "the worker process deleted the abandoned session");
+    assert!(
+        status.success(),
+        "the worker exits cleanly on SIGTERM: {status}"
+    );
+}
