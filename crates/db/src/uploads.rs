@@ -301,31 +301,32 @@ async fn protect(
 /// `blob` rows usable in the repository: uploaded or mounted there, or referenced by one of its
 /// manifests.
 pub(crate) fn repository_blob_condition(repository_id: i64) -> Condition {
-    let uploaded = Query::select()
-        .expr(Expr::val(1))
-        .from(uploaded_blob::Entity)
-        .and_where(
-            Expr::col((uploaded_blob::Entity, uploaded_blob::Column::BlobId))
-                .equals((blob::Entity, blob::Column::Id)),
-        )
-        .and_where(
-            Expr::col((uploaded_blob::Entity, uploaded_blob::Column::RepositoryId))
-                .eq(repository_id),
-        )
-        .to_owned();
-    let referenced = Query::select()
-        .expr(Expr::val(1))
-        .from(manifest_blob::Entity)
-        .and_where(
-            Expr::col((manifest_blob::Entity, manifest_blob::Column::BlobId))
-                .equals((blob::Entity, blob::Column::Id)),
-        )
-        .and_where(
-            Expr::col((manifest_blob::Entity, manifest_blob::Column::RepositoryId))
-                .eq(repository_id),
-        )
-        .to_owned();
     Condition::any()
-        .add(Expr::exists(uploaded))
-        .add(Expr::exists(referenced))
+        .add(Expr::exists(links_blob(
+            uploaded_blob::Entity,
+            uploaded_blob::Column::BlobId,
+            uploaded_blob::Column::RepositoryId,
+            repository_id,
+        )))
+        .add(Expr::exists(links_blob(
+            manifest_blob::Entity,
+            manifest_blob::Column::BlobId,
+            manifest_blob::Column::RepositoryId,
+            repository_id,
+        )))
+}
+
+/// `SELECT 1 FROM <link table> WHERE <blob column> = blob.id AND <repository column> = ?`.
+fn links_blob<E: EntityTrait>(
+    table: E,
+    blob_column: E::Column,
+    repository_column: E::Column,
+    repository_id: i64,
+) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .expr(Expr::val(1))
+        .from(table)
+        .and_where(Expr::col((table, blob_column)).equals((blob::Entity, blob::Column::Id)))
+        .and_where(Expr::col((table, repository_column)).eq(repository_id))
+        .to_owned()
 }

@@ -194,12 +194,7 @@ app_test!(sha512_blobs, |app: TestApp| async move {
     assert_eq!(r.status(), 201);
     // Chunked: the session hashes SHA-256 while streaming and rehashes for SHA-512 at the end.
     let other = b"chunked sha512".repeat(500);
-    let r = app
-        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
-    let location = header(&r, "location");
+    let (location, _) = app.start_upload("acme/app").await;
     let r = app
         .req(Method::PATCH, &location)
         .body(other.clone())
@@ -297,12 +292,7 @@ async fn blobs_over_the_size_limit_are_refused() {
             .unwrap();
         assert_eq!(r.status(), 413);
         assert_eq!(error_code(r).await, "SIZE_INVALID");
-        let r = app
-            .req(Method::POST, "/v2/acme/app/blobs/uploads/")
-            .send()
-            .await
-            .unwrap();
-        let location = header(&r, "location");
+        let (location, _) = app.start_upload("acme/app").await;
         let r = app
             .req(Method::PATCH, &location)
             .body(vec![1u8; 600])

@@ -85,6 +85,17 @@ impl TestApp {
         digest
     }
 
+    /// Starts an upload session in `repo` and returns its `Location` and upload UUID.
+    pub async fn start_upload(&self, repo: &str) -> (String, String) {
+        let r = self
+            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        (header(&r, "location"), header(&r, "docker-upload-uuid"))
+    }
+
     /// Pushes a manifest and returns the response.
     pub async fn put_manifest(
         &self,

@@ -62,12 +62,7 @@ app_test!(
 );
 
 app_test!(out_of_order_chunk_is_416, |app: TestApp| async move {
-    let r = app
-        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
-    let location = header(&r, "location");
+    let (location, _) = app.start_upload("acme/app").await;
     app.req(Method::PATCH, &location)
         .header("content-range", "0-2")
         .body("abc")
@@ -115,12 +110,7 @@ app_test!(out_of_order_chunk_is_416, |app: TestApp| async move {
 app_test!(
     finishing_needs_a_correct_digest,
     |app: TestApp| async move {
-        let r = app
-            .req(Method::POST, "/v2/acme/app/blobs/uploads/")
-            .send()
-            .await
-            .unwrap();
-        let location = header(&r, "location");
+        let (location, _) = app.start_upload("acme/app").await;
         app.req(Method::PATCH, &location)
             .body("data")
             .send()
@@ -155,12 +145,7 @@ app_test!(
 );
 
 app_test!(cancel_and_unknown_sessions, |app: TestApp| async move {
-    let r = app
-        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
-    let location = header(&r, "location");
+    let (location, _) = app.start_upload("acme/app").await;
     app.req(Method::PATCH, &location)
         .body("partial")
         .send()
@@ -177,12 +162,7 @@ app_test!(cancel_and_unknown_sessions, |app: TestApp| async move {
         assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
     }
     // A session belongs to its repository.
-    let r = app
-        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
-    let uuid = header(&r, "docker-upload-uuid");
+    let (_, uuid) = app.start_upload("acme/app").await;
     app.push_blob("acme/other", b"x").await;
     let r = app
         .get(&format!("/v2/acme/other/blobs/uploads/{uuid}"))
@@ -193,14 +173,9 @@ app_test!(cancel_and_unknown_sessions, |app: TestApp| async move {
 app_test!(
     an_upload_continues_on_another_process,
     |app: TestApp| async move {
-        let r = app
-            .req(Method::POST, "/v2/acme/app/blobs/uploads/")
-            .send()
-            .await
-            .unwrap();
-        let uuid = header(&r, "docker-upload-uuid");
+        let (location, uuid) = app.start_upload("acme/app").await;
         let first: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        app.req(Method::PATCH, &header(&r, "location"))
+        app.req(Method::PATCH, &location)
             .body(first.clone())
             .send()
             .await
