@@ -11,7 +11,7 @@ mod uploads;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -73,12 +73,16 @@ impl Req {
     }
 }
 
-async fn dispatch(
-    State(registry): State<Registry>,
-    Path(rest): Path<String>,
-    request: Request,
-) -> Response {
+async fn dispatch(State(registry): State<Registry>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    // The raw path, not a decoded `Path` extractor: names, tags and digests never contain
+    // percent-escapes, so anything encoded is simply an invalid name, answered as OCI does.
+    let rest = parts
+        .uri
+        .path()
+        .strip_prefix("/v2/")
+        .unwrap_or_default()
+        .to_string();
     let req = Req {
         method: parts.method,
         uri: parts.uri,

@@ -311,3 +311,29 @@ async fn blobs_over_the_size_limit_are_refused() {
         assert_eq!(header(&app.get(&location).await, "range"), "0-599");
     }
 }
+
+app_test!(
+    encoded_or_odd_paths_still_get_oci_errors,
+    |app: TestApp| async move {
+        for path in [
+            "/v2/acme/%ZZ/blobs/uploads/",
+            "/v2/acme/a%2Fb/tags/list",
+            "/v2/acme/app/blobs/uploads/%00",
+        ] {
+            let r = app.req(Method::POST, path).send().await.unwrap();
+            assert!(r.status().is_client_error(), "{path}: {}", r.status());
+            assert_eq!(header(&r, "content-type"), "application/json", "{path}");
+            let code = error_code(r).await;
+            assert!(
+                [
+                    "NAME_INVALID",
+                    "NAME_UNKNOWN",
+                    "BLOB_UPLOAD_UNKNOWN",
+                    "UNSUPPORTED"
+                ]
+                .contains(&code.as_str()),
+                "{path}: {code}"
+            );
+        }
+    }
+);
