@@ -17,37 +17,8 @@ pub struct NewUpload {
     pub storage_state: String,
 }
 
-/// An upload session as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UploadRow {
-    pub id: i64,
-    pub uuid: String,
-    pub repository_id: i64,
-    pub location_id: i64,
-    pub byte_count: i64,
-    pub hash_state: Vec<u8>,
-    pub storage_state: String,
-    pub chunk_count: i32,
-    pub creation_ms: i64,
-    pub updated_ms: i64,
-}
-
-impl From<blob_upload::Model> for UploadRow {
-    fn from(m: blob_upload::Model) -> Self {
-        UploadRow {
-            id: m.id,
-            uuid: m.uuid,
-            repository_id: m.repository_id,
-            location_id: m.location_id,
-            byte_count: m.byte_count,
-            hash_state: m.hash_state,
-            storage_state: m.storage_state,
-            chunk_count: m.chunk_count,
-            creation_ms: m.creation_ms,
-            updated_ms: m.updated_ms,
-        }
-    }
-}
+/// An upload session as stored (the entity itself: every column is part of the session).
+pub type UploadRow = blob_upload::Model;
 
 /// A blob as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
