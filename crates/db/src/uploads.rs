@@ -79,7 +79,7 @@ impl Db {
         })
         .exec_with_returning(&self.write)
         .await?;
-        Ok(model.into())
+        Ok(model)
     }
 
     /// The upload session `uuid` of repository `repository_id`.
@@ -92,8 +92,7 @@ impl Db {
             .filter(blob_upload::Column::Uuid.eq(uuid))
             .filter(blob_upload::Column::RepositoryId.eq(repository_id))
             .one(&self.write)
-            .await?
-            .map(Into::into))
+            .await?)
     }
 
     /// Records that the session now holds `byte_count` bytes with this hash state, provided that
@@ -137,10 +136,7 @@ impl Db {
             .order_by_asc(blob_upload::Column::UpdatedMs)
             .limit(limit)
             .all(&self.read)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+            .await?)
     }
 
     /// Deletes an upload session row. Returns false if it was already gone.
