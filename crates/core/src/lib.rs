@@ -69,6 +69,8 @@ struct Inner {
     tags: moka::sync::Cache<(i64, String), Arc<ManifestRow>>,
     /// Every visible tag name of a repository, sorted, for repositories of modest size.
     tag_lists: moka::sync::Cache<i64, Arc<Vec<String>>>,
+    /// Upload sessions a request of this process is writing to right now.
+    writing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Registry {
@@ -89,6 +91,7 @@ impl Registry {
                 repositories: cache(10_000),
                 tags: cache(100_000),
                 tag_lists: cache(10_000),
+                writing: Default::default(),
             }),
         })
     }

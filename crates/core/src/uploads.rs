@@ -99,12 +99,21 @@ impl Registry {
     }
 
     /// Streams `body` onto the end of the session and records the new size and hash state.
+    /// One request at a time may write to a session: a second one is refused before it touches
+    /// the bytes (across processes, the compare-and-swap on the size catches it instead).
     async fn append(&self, row: UploadRow, body: BodyStream) -> Result<UploadRow, RegistryError> {
+        let mut body = body;
+        let _writing = match WritingGuard::claim(self, &row.uuid) {
+            Ok(guard) => guard,
+            Err(e) => {
+                drain(&mut body).await;
+                return Err(e);
+            }
+        };
         let mut hasher = DigestHasher::restore(&row.hash_state)
             .map_err(|e| RegistryError::UploadInvalid(e.to_string()))?;
         let state = storage_state(&row)?;
         let offset = row.byte_count as u64;
-        let mut body = body;
         let streamed = self
             .stream_into(&row, &state, offset, &mut hasher, &mut body)
             .await;
@@ -349,6 +358,43 @@ impl Registry {
         range: Option<RangeInclusive<u64>>,
     ) -> Result<ByteStream, RegistryError> {
         Ok(self.inner.store.get(&blob.storage_key, range).await?)
+    }
+}
+
+/// Marks an upload session as being written by this process until dropped.
+struct WritingGuard<'a> {
+    registry: &'a Registry,
+    uuid: String,
+}
+
+impl<'a> WritingGuard<'a> {
+    fn claim(registry: &'a Registry, uuid: &str) -> Result<Self, RegistryError> {
+        let mut writing = registry
+            .inner
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !writing.insert(uuid.to_string()) {
+            return Err(RegistryError::UploadInvalid(
+                "another request is writing to this upload; send chunks one at a time".into(),
+            ));
+        }
+        Ok(WritingGuard {
+            registry,
+            uuid: uuid.to_string(),
+        })
+    }
+}
+
+impl Drop for WritingGuard<'_> {
+    fn drop(&mut self) {
+        let mut writing = self
+            .registry
+            .inner
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        writing.remove(&self.uuid);
     }
 }
 

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures::TryStreamExt;
+use tracing::Instrument;
 use wharf_core::{BodyStream, Registry};
 
 pub use endpoint::Endpoint;
@@ -95,22 +96,27 @@ async fn dispatch(State(registry): State<Registry>, request: Request) -> Respons
                 .into_response(),
         );
     };
-    tracing::debug!(endpoint = endpoint.label(), method = %req.method, "v2 request");
-    let result = match endpoint {
+    let span = tracing::debug_span!("v2", endpoint = endpoint.label(), method = %req.method);
+    let result = route(&registry, endpoint, req).instrument(span).await;
+    with_api_version(result.unwrap_or_else(IntoResponse::into_response))
+}
+
+/// Calls the handler of `endpoint`.
+async fn route(registry: &Registry, endpoint: Endpoint, req: Req) -> Result<Response, OciError> {
+    match endpoint {
         Endpoint::Base => Ok(base(req.method).await),
-        Endpoint::Catalog => listing::catalog(&registry, req).await,
-        Endpoint::Tags { name } => listing::tags(&registry, &name, req).await,
+        Endpoint::Catalog => listing::catalog(registry, req).await,
+        Endpoint::Tags { name } => listing::tags(registry, &name, req).await,
         Endpoint::Referrers { name, digest } => {
-            listing::referrers(&registry, &name, &digest, req).await
+            listing::referrers(registry, &name, &digest, req).await
         }
         Endpoint::Manifest { name, reference } => {
-            manifests::handle(&registry, &name, &reference, req).await
+            manifests::handle(registry, &name, &reference, req).await
         }
-        Endpoint::Blob { name, digest } => blobs::handle(&registry, &name, &digest, req).await,
-        Endpoint::UploadStart { name } => uploads::start(&registry, &name, req).await,
-        Endpoint::Upload { name, uuid } => uploads::handle(&registry, &name, &uuid, req).await,
-    };
-    with_api_version(result.unwrap_or_else(IntoResponse::into_response))
+        Endpoint::Blob { name, digest } => blobs::handle(registry, &name, &digest, req).await,
+        Endpoint::UploadStart { name } => uploads::start(registry, &name, req).await,
+        Endpoint::Upload { name, uuid } => uploads::handle(registry, &name, &uuid, req).await,
+    }
 }
 
 fn with_api_version(mut response: Response) -> Response {

@@ -226,3 +226,48 @@ app_test!(empty_blobs, |app: TestApp| async move {
         .unwrap();
     assert_eq!(r.status(), 201);
 });
+
+app_test!(
+    one_writer_per_session_at_a_time,
+    |app: TestApp| async move {
+        let (location, _) = app.start_upload("acme/app").await;
+        // The first PATCH sends a little, then holds the session open for a while.
+        let slow = reqwest::Body::wrap_stream(futures::stream::unfold(0u8, |step| async move {
+            match step {
+                0 => Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"first ")),
+                    1,
+                )),
+                1 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+                    Some((Ok(bytes::Bytes::from_static(b"writer")), 2))
+                }
+                _ => None,
+            }
+        }));
+        let url = format!("{}{location}", app.base);
+        let client = app.client.clone();
+        let first = tokio::spawn(async move { client.patch(url).body(slow).send().await.unwrap() });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let r = app
+            .req(Method::PATCH, &location)
+            .body("intruder")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(error_code(r).await, "BLOB_UPLOAD_INVALID");
+        assert_eq!(first.await.unwrap().status(), 202);
+        let digest = Digest::sha256_of(b"first writer");
+        let r = app
+            .req(Method::PUT, &format!("{location}?digest={digest}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "only the first writer's bytes are in the blob"
+        );
+    }
+);
