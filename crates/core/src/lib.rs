@@ -100,10 +100,6 @@ impl Registry {
         &self.inner.settings
     }
 
-    pub fn db(&self) -> &Db {
-        &self.inner.db
-    }
-
     /// Parses a repository path from a URL.
     pub fn parse_path(&self, path: &str) -> Result<RepositoryPath, RegistryError> {
         RepositoryPath::parse(path, self.inner.settings.library_namespace.as_deref())

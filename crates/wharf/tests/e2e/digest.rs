@@ -17,3 +17,14 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
+
+/// Config and layer digests of an image manifest's JSON, config first.
+pub fn image_blob_digests(manifest: &serde_json::Value) -> Vec<String> {
+    let config = manifest["config"]["digest"].as_str().map(str::to_string);
+    let layers = manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["digest"].as_str().map(str::to_string));
+    config.into_iter().chain(layers).collect()
+}

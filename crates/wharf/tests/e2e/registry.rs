@@ -29,13 +29,7 @@ pub struct Manifest {
 impl Manifest {
     /// Config and layer digests of an image manifest.
     pub fn blob_digests(&self) -> Vec<String> {
-        let config = self.json["config"]["digest"].as_str().map(str::to_string);
-        let layers = self.json["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l["digest"].as_str().map(str::to_string));
-        config.into_iter().chain(layers).collect()
+        crate::digest::image_blob_digests(&self.json)
     }
 }
 

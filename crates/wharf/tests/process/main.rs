@@ -359,6 +359,15 @@ async fn sigkill_during_manifest_pushes_leaves_consistent_data() {
     verify_storage(dir.path()).await;
 }
 
+/// Pushes `body` monolithically to `acme/app` under `digest`.
+async fn push_blob(c: &Client, base: &str, digest: &Digest, body: Vec<u8>) -> reqwest::Response {
+    c.post(format!("{base}/v2/acme/app/blobs/uploads/?digest={digest}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A small tmpfs mounted for one test and unmounted when dropped.
 struct TinyFs(PathBuf);
 
@@ -405,26 +414,12 @@ async fn a_full_disk_fails_the_push_and_loses_nothing() {
 
     let kept = payload(2 << 20, 3);
     let kept_digest = Digest::sha256_of(&kept);
-    let r = c
-        .post(format!(
-            "{base}/v2/acme/app/blobs/uploads/?digest={kept_digest}"
-        ))
-        .body(kept.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = push_blob(&c, base, &kept_digest, kept.clone()).await;
     assert_eq!(r.status(), 201);
 
     let big = payload(12 << 20, 4);
     let big_digest = Digest::sha256_of(&big);
-    let r = c
-        .post(format!(
-            "{base}/v2/acme/app/blobs/uploads/?digest={big_digest}"
-        ))
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let r = push_blob(&c, base, &big_digest, big).await;
     assert_eq!(r.status(), 507);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "UNKNOWN");
@@ -462,14 +457,7 @@ async fn a_full_disk_fails_the_push_and_loses_nothing() {
     assert_eq!(c.delete(&location).send().await.unwrap().status(), 204);
     let again = payload(3 << 20, 7);
     let again_digest = Digest::sha256_of(&again);
-    let r = c
-        .post(format!(
-            "{base}/v2/acme/app/blobs/uploads/?digest={again_digest}"
-        ))
-        .body(again)
-        .send()
-        .await
-        .unwrap();
+    let r = push_blob(&c, base, &again_digest, again).await;
     assert_eq!(r.status(), 201);
 
     let r = c
