@@ -1,9 +1,15 @@
-//! User accounts: creation with a password hash and lookups by name. Organizations and robots
-//! share the `account` table and its namespace of names.
+//! Accounts: users (created with a password hash), organizations (created with their `owners`
+//! team) and lookups. Users, organizations and robots share the `account` table and its
+//! namespace of names.
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
+use sea_orm::ExprTrait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
+};
 
-use crate::entity::account;
+use crate::entity::{account, team, team_member};
 use crate::{Db, DbError, now_ms};
 
 /// A user account to create.
@@ -27,8 +33,18 @@ pub struct AccountRow {
     pub robot: bool,
     pub enabled: bool,
     pub superuser: bool,
+    pub verified: bool,
     pub password_hash: Option<String>,
     pub uuid: String,
+    pub removed_tag_expiration_s: i64,
+    pub creation_ms: i64,
+    pub invalid_login_attempts: i32,
+    pub last_invalid_login_ms: Option<i64>,
+    pub last_accessed_ms: Option<i64>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub company: Option<String>,
+    pub location: Option<String>,
 }
 
 impl From<account::Model> for AccountRow {
@@ -41,8 +57,18 @@ impl From<account::Model> for AccountRow {
             robot: m.robot,
             enabled: m.enabled,
             superuser: m.superuser,
+            verified: m.verified,
             password_hash: m.password_hash,
             uuid: m.uuid,
+            removed_tag_expiration_s: m.removed_tag_expiration_s,
+            creation_ms: m.creation_ms,
+            invalid_login_attempts: m.invalid_login_attempts,
+            last_invalid_login_ms: m.last_invalid_login_ms,
+            last_accessed_ms: m.last_accessed_ms,
+            given_name: m.given_name,
+            family_name: m.family_name,
+            company: m.company,
+            location: m.location,
         }
     }
 }
@@ -90,5 +116,129 @@ impl Db {
             .one(&self.read)
             .await?
             .map(Into::into))
+    }
+
+    /// The account with primary key `id`.
+    pub async fn find_account_by_id(&self, id: i64) -> Result<Option<AccountRow>, DbError> {
+        Ok(account::Entity::find_by_id(id)
+            .one(&self.read)
+            .await?
+            .map(Into::into))
+    }
+
+    /// How many user accounts exist (organizations and robots excluded).
+    pub async fn count_users(&self) -> Result<u64, DbError> {
+        Ok(account::Entity::find()
+            .filter(account::Column::Organization.eq(false))
+            .filter(account::Column::Robot.eq(false))
+            .count(&self.read)
+            .await?)
+    }
+
+    /// Records a failed sign-in (Quay's `invalid_login_attempts` and `last_invalid_login`).
+    pub async fn record_failed_login(&self, account_id: i64) -> Result<(), DbError> {
+        account::Entity::update_many()
+            .col_expr(
+                account::Column::InvalidLoginAttempts,
+                Expr::col(account::Column::InvalidLoginAttempts).add(Expr::value(1)),
+            )
+            .col_expr(account::Column::LastInvalidLoginMs, Expr::value(now_ms()))
+            .filter(account::Column::Id.eq(account_id))
+            .exec(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Clears the failed sign-in count after a successful one.
+    pub async fn clear_failed_logins(&self, account_id: i64) -> Result<(), DbError> {
+        account::Entity::update_many()
+            .col_expr(account::Column::InvalidLoginAttempts, Expr::value(0))
+            .filter(account::Column::Id.eq(account_id))
+            .filter(account::Column::InvalidLoginAttempts.ne(0))
+            .exec(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an organization with its `owners` team (role `admin`) holding `creator`.
+    pub async fn create_organization(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        creator: i64,
+    ) -> Result<CreateUserOutcome, DbError> {
+        let tx = self.begin_write().await?;
+        let inserted = account::Entity::insert(account::ActiveModel {
+            username: Set(name.to_string()),
+            email: Set(email.map(str::to_string)),
+            organization: Set(true),
+            robot: Set(false),
+            enabled: Set(true),
+            uuid: Set(uuid::Uuid::new_v4().to_string()),
+            removed_tag_expiration_s: Set(1_209_600),
+            creation_ms: Set(now_ms()),
+            verified: Set(true),
+            ..Default::default()
+        })
+        .exec_with_returning(&tx)
+        .await;
+        let org = match inserted {
+            Ok(org) => org,
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Ok(CreateUserOutcome::NameTaken);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let owners = team::Entity::insert(team::ActiveModel {
+            organization_id: Set(org.id),
+            name: Set("owners".to_string()),
+            role: Set("admin".to_string()),
+            description: Set(String::new()),
+            ..Default::default()
+        })
+        .exec_with_returning(&tx)
+        .await?;
+        team_member::Entity::insert(team_member::ActiveModel {
+            team_id: Set(owners.id),
+            account_id: Set(creator),
+            ..Default::default()
+        })
+        .exec(&tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreateUserOutcome::Created(org.into()))
+    }
+
+    /// The organizations `account_id` belongs to through any team, with the roles of those
+    /// teams, by name.
+    pub async fn organizations_of(
+        &self,
+        account_id: i64,
+    ) -> Result<Vec<(AccountRow, Vec<String>)>, DbError> {
+        let rows: Vec<(i64, String)> = team::Entity::find()
+            .select_only()
+            .column(team::Column::OrganizationId)
+            .column(team::Column::Role)
+            .join(JoinType::InnerJoin, crate::access::team_member_team().rev())
+            .filter(team_member::Column::AccountId.eq(account_id))
+            .into_tuple()
+            .all(&self.read)
+            .await?;
+        let orgs = account::Entity::find()
+            .filter(account::Column::Id.is_in(rows.iter().map(|(id, _)| *id)))
+            .order_by_asc(account::Column::Username)
+            .all(&self.read)
+            .await?;
+        Ok(orgs
+            .into_iter()
+            .map(|org| {
+                let roles = rows
+                    .iter()
+                    .filter(|(id, _)| *id == org.id)
+                    .map(|(_, role)| role.clone())
+                    .collect();
+                (org.into(), roles)
+            })
+            .collect())
     }
 }

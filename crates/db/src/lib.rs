@@ -6,14 +6,17 @@
 //! connection pool and start `IMMEDIATE` transactions, so a read-then-write transaction can never
 //! fail with a busy snapshot; reads use a separate pool.
 
+mod access;
 mod accounts;
 pub mod entity;
 mod manifests;
 mod migrate;
 mod queue;
 mod repos;
+mod robots;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod tokens;
 mod uploads;
 
 use std::path::PathBuf;
@@ -25,10 +28,16 @@ use sea_orm::{
     TransactionTrait,
 };
 
+pub use access::{AccessFacts, CreateRepositoryOutcome, Delegate, NewRepository, PermissionRow};
 pub use accounts::{AccountRow, CreateUserOutcome, NewUser};
 pub use manifests::{ManifestRow, NewManifest, PutManifestOutcome, TagTarget};
 pub use queue::{QueueItem, item_name};
 pub use repos::RepositoryRow;
+pub use robots::{CreateRobotOutcome, NewRobot, RepositoryGrant, RobotRow};
+pub use tokens::{
+    AccessTokenRow, AppTokenRow, ApplicationRow, NewAccessToken, NewAppToken, NewApplication,
+    NewServiceKey, ServiceKeyRow,
+};
 pub use uploads::{BlobRow, CommitBlob, CommitOutcome, NewUpload, UploadRow};
 
 /// A database failure. Client mistakes never show up here: stores return them as values.

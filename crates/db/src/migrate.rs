@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "accounts: sign-in columns of users",
         sql: include_str!("migrations/0002_accounts.sql"),
     },
+    Migration {
+        version: 3,
+        name: "access: teams, permissions, prototypes, robots, OAuth, app tokens, service keys",
+        sql: include_str!("migrations/0003_access.sql"),
+    },
 ];
 
 fn render(sql: &str, backend: DbBackend) -> String {

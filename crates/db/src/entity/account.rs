@@ -25,6 +25,7 @@ pub struct Model {
     pub family_name: Option<String>,
     pub company: Option<String>,
     pub location: Option<String>,
+    pub last_accessed_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
