@@ -23,6 +23,7 @@ use crate::model::Config;
 /// Hints appended to parser messages that only name the token found ("invalid boolean").
 const BOOL: Option<&str> = Some("true or false (yes/no and on/off are accepted too)");
 const LIST: Option<&str> = Some("a list of storage location ids");
+const NAMES: Option<&str> = Some("a list of names");
 const COUNT: Option<&str> = Some("a whole number");
 /// For values whose message already says what is wanted: strings ("expected string
 /// scalar") and values with their own parser (sizes, durations, storage drivers).
@@ -264,6 +265,58 @@ impl<'de> Visitor<'de> for ConfigVisitor<'_> {
                 }
                 "SETUP_COMPLETE" => {
                     config.setup_complete = self.read(&mut map, k, BOOL)?;
+                }
+                "DATABASE_SECRET_KEY" => {
+                    config.database_secret_key = self.read(&mut map, k, NO_HINT)?;
+                }
+                "AUTHENTICATION_TYPE" => {
+                    config.authentication_type = self.read(&mut map, k, NO_HINT)?;
+                }
+                "SUPER_USERS" => {
+                    config.super_users = self.read(&mut map, k, NAMES)?;
+                }
+                "GLOBAL_READONLY_SUPER_USERS" => {
+                    config.global_readonly_super_users = self.read(&mut map, k, NAMES)?;
+                }
+                "FEATURE_SUPER_USERS" => {
+                    config.feature_super_users = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_SUPERUSERS_FULL_ACCESS" => {
+                    config.feature_superusers_full_access = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_ANONYMOUS_ACCESS" => {
+                    config.feature_anonymous_access = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_USER_CREATION" => {
+                    config.feature_user_creation = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_USER_INITIALIZE" => {
+                    config.feature_user_initialize = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_USER_METADATA" => {
+                    config.feature_user_metadata = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_APP_SPECIFIC_TOKENS" => {
+                    config.feature_app_specific_tokens = self.read(&mut map, k, BOOL)?;
+                }
+                "CREATE_PRIVATE_REPO_ON_PUSH" => {
+                    config.create_private_repo_on_push = self.read(&mut map, k, BOOL)?;
+                }
+                "REGISTRY_STATE" => {
+                    let state: Spanned<String> = self.read(&mut map, k, NO_HINT)?;
+                    if state.value != "normal" && state.value != "readonly" {
+                        return Err(self.reject(k, &state, "must be normal or readonly"));
+                    }
+                    config.registry_state = state.value;
+                }
+                "INSTANCE_SERVICE_KEY_SERVICE" => {
+                    config.instance_service_key_service = self.read(&mut map, k, NO_HINT)?;
+                }
+                "REGISTRY_JWT_AUTH_MAX_FRESH_S" => {
+                    config.registry_jwt_auth_max_fresh_s = self.read(&mut map, k, COUNT)?;
+                }
+                "DIRECT_OAUTH_CLIENTID_WHITELIST" => {
+                    config.direct_oauth_clientid_whitelist = self.read(&mut map, k, NAMES)?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;

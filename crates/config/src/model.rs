@@ -66,6 +66,48 @@ pub struct Config {
     /// `SETUP_COMPLETE`: written as `true` by Quay's config tool once a config is complete.
     /// Quay's workers do nothing while it is false. Default `false`, as in Quay.
     pub setup_complete: bool,
+    /// `DATABASE_SECRET_KEY`: the secret from which the key that encrypts secrets stored in the
+    /// database (robot tokens, OAuth client secrets, signing keys) is derived. Quay refuses to
+    /// start without it; in embedded mode the server generates one and keeps it in the data
+    /// directory.
+    pub database_secret_key: Option<String>,
+    /// `AUTHENTICATION_TYPE`: where users and passwords live. Default `Database`.
+    pub authentication_type: String,
+    /// `SUPER_USERS`: usernames with superuser rights. Default empty.
+    pub super_users: Vec<String>,
+    /// `GLOBAL_READONLY_SUPER_USERS`: usernames that may read every repository. Default empty.
+    pub global_readonly_super_users: Vec<String>,
+    /// `FEATURE_SUPER_USERS`: enable superusers. Default `true`.
+    pub feature_super_users: bool,
+    /// `FEATURE_SUPERUSERS_FULL_ACCESS`: superusers may read, write and administer every
+    /// repository. Default `false`.
+    pub feature_superusers_full_access: bool,
+    /// `FEATURE_ANONYMOUS_ACCESS`: callers without credentials may pull public repositories.
+    /// Default `true`.
+    pub feature_anonymous_access: bool,
+    /// `FEATURE_USER_CREATION`: users may create accounts themselves. Default `true`.
+    pub feature_user_creation: bool,
+    /// `FEATURE_USER_INITIALIZE`: `POST /api/v1/user/initialize` creates the first user of an
+    /// empty database. Default `false`.
+    pub feature_user_initialize: bool,
+    /// `FEATURE_USER_METADATA`: ask new users for their name and company. Default `false`.
+    pub feature_user_metadata: bool,
+    /// `FEATURE_APP_SPECIFIC_TOKENS`: users may create per-application passwords (`$app`).
+    /// Default `true`.
+    pub feature_app_specific_tokens: bool,
+    /// `CREATE_PRIVATE_REPO_ON_PUSH`: repositories created by a push are private. Default `true`.
+    pub create_private_repo_on_push: bool,
+    /// `REGISTRY_STATE`: `normal`, or `readonly` to refuse every write. Default `normal`.
+    pub registry_state: String,
+    /// `INSTANCE_SERVICE_KEY_SERVICE`: the service name of the keys that sign registry tokens,
+    /// and the tokens' issuer. Default `quay`.
+    pub instance_service_key_service: String,
+    /// `REGISTRY_JWT_AUTH_MAX_FRESH_S`: the longest lifetime a registry token may claim, in
+    /// seconds. Default `3660`.
+    pub registry_jwt_auth_max_fresh_s: u64,
+    /// `DIRECT_OAUTH_CLIENTID_WHITELIST`: OAuth client ids whose tokens may be granted without a
+    /// consent page. Default empty.
+    pub direct_oauth_clientid_whitelist: Vec<String>,
 }
 
 impl Default for Config {
@@ -89,6 +131,22 @@ impl Default for Config {
             default_tag_expiration: default_tag_expiration(),
             registry_title: "Project Quay".to_owned(),
             setup_complete: false,
+            database_secret_key: None,
+            authentication_type: "Database".to_owned(),
+            super_users: Vec::new(),
+            global_readonly_super_users: Vec::new(),
+            feature_super_users: true,
+            feature_superusers_full_access: false,
+            feature_anonymous_access: true,
+            feature_user_creation: true,
+            feature_user_initialize: false,
+            feature_user_metadata: false,
+            feature_app_specific_tokens: true,
+            create_private_repo_on_push: true,
+            registry_state: "normal".to_owned(),
+            instance_service_key_service: "quay".to_owned(),
+            registry_jwt_auth_max_fresh_s: 3660,
+            direct_oauth_clientid_whitelist: Vec::new(),
         }
     }
 }
@@ -152,6 +210,22 @@ impl fmt::Debug for Config {
             default_tag_expiration,
             registry_title,
             setup_complete,
+            database_secret_key,
+            authentication_type,
+            super_users,
+            global_readonly_super_users,
+            feature_super_users,
+            feature_superusers_full_access,
+            feature_anonymous_access,
+            feature_user_creation,
+            feature_user_initialize,
+            feature_user_metadata,
+            feature_app_specific_tokens,
+            create_private_repo_on_push,
+            registry_state,
+            instance_service_key_service,
+            registry_jwt_auth_max_fresh_s,
+            direct_oauth_clientid_whitelist,
         } = self;
         f.debug_struct("Config")
             .field("db_uri", &db_uri.as_deref().map(redact_url_password))
@@ -180,6 +254,34 @@ impl fmt::Debug for Config {
             .field("default_tag_expiration", default_tag_expiration)
             .field("registry_title", registry_title)
             .field("setup_complete", setup_complete)
+            .field(
+                "database_secret_key",
+                &database_secret_key.as_ref().map(|_| "***"),
+            )
+            .field("authentication_type", authentication_type)
+            .field("super_users", super_users)
+            .field("global_readonly_super_users", global_readonly_super_users)
+            .field("feature_super_users", feature_super_users)
+            .field(
+                "feature_superusers_full_access",
+                feature_superusers_full_access,
+            )
+            .field("feature_anonymous_access", feature_anonymous_access)
+            .field("feature_user_creation", feature_user_creation)
+            .field("feature_user_initialize", feature_user_initialize)
+            .field("feature_user_metadata", feature_user_metadata)
+            .field("feature_app_specific_tokens", feature_app_specific_tokens)
+            .field("create_private_repo_on_push", create_private_repo_on_push)
+            .field("registry_state", registry_state)
+            .field("instance_service_key_service", instance_service_key_service)
+            .field(
+                "registry_jwt_auth_max_fresh_s",
+                registry_jwt_auth_max_fresh_s,
+            )
+            .field(
+                "direct_oauth_clientid_whitelist",
+                direct_oauth_clientid_whitelist,
+            )
             .finish()
     }
 }

@@ -7,15 +7,19 @@
 //! fail with a busy snapshot; reads use a separate pool.
 
 mod access;
+mod account_admin;
 mod accounts;
 pub mod entity;
 mod manifests;
 mod migrate;
+mod prototypes;
 mod queue;
+mod repo_admin;
 mod repos;
 mod robots;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod teams;
 mod tokens;
 mod uploads;
 
@@ -31,9 +35,15 @@ use sea_orm::{
 pub use access::{AccessFacts, CreateRepositoryOutcome, Delegate, NewRepository, PermissionRow};
 pub use accounts::{AccountRow, CreateUserOutcome, NewUser};
 pub use manifests::{ManifestRow, NewManifest, PutManifestOutcome, TagTarget};
+pub use prototypes::{PrototypeDelegate, PrototypeRow};
 pub use queue::{QueueItem, item_name};
-pub use repos::RepositoryRow;
+pub use repo_admin::RepositoryListing;
+pub use repos::{RepositoryRow, Viewer};
 pub use robots::{CreateRobotOutcome, NewRobot, RepositoryGrant, RobotRow};
+pub use teams::{
+    AccountRef, AddTeamMemberOutcome, OrgMemberRow, RemoveOrgMemberOutcome, TeamPermissionRow,
+    TeamRow, TeamSummary,
+};
 pub use tokens::{
     AccessTokenRow, AppTokenRow, ApplicationRow, NewAccessToken, NewAppToken, NewApplication,
     NewServiceKey, ServiceKeyRow,

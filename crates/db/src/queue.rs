@@ -11,8 +11,8 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entity::queue_item;
@@ -70,19 +70,7 @@ impl Db {
         delay_ms: i64,
         retries: i32,
     ) -> Result<i64, DbError> {
-        let result = queue_item::Entity::insert(queue_item::ActiveModel {
-            queue_name: Set(name.to_string()),
-            body: Set(body.to_string()),
-            available_after_ms: Set(now_ms() + delay_ms),
-            available: Set(true),
-            processing_expires_ms: Set(None),
-            retries_remaining: Set(retries),
-            state_id: Set(uuid::Uuid::new_v4().to_string()),
-            ..Default::default()
-        })
-        .exec(&self.write)
-        .await?;
-        Ok(result.last_insert_id)
+        queue_put_in(&self.write, name, body, delay_ms, retries).await
     }
 
     /// Claims an available item of `queue` for `lease_ms`, spending one retry. None when nothing
@@ -234,6 +222,30 @@ impl Db {
         }
         Ok(delete.exec(&self.write).await?.rows_affected)
     }
+}
+
+/// Adds an item on `conn`, so that a store can enqueue work in the same transaction as the
+/// change that calls for it.
+pub(crate) async fn queue_put_in<C: ConnectionTrait>(
+    conn: &C,
+    name: &str,
+    body: &str,
+    delay_ms: i64,
+    retries: i32,
+) -> Result<i64, DbError> {
+    let result = queue_item::Entity::insert(queue_item::ActiveModel {
+        queue_name: Set(name.to_string()),
+        body: Set(body.to_string()),
+        available_after_ms: Set(now_ms() + delay_ms),
+        available: Set(true),
+        processing_expires_ms: Set(None),
+        retries_remaining: Set(retries),
+        state_id: Set(uuid::Uuid::new_v4().to_string()),
+        ..Default::default()
+    })
+    .exec(conn)
+    .await?;
+    Ok(result.last_insert_id)
 }
 
 /// Which candidate to try: claimers in different processes spread over the candidates by the

@@ -1,5 +1,6 @@
 //! Namespaces, repositories and storage locations.
 
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, JoinType, QueryFilter, QueryOrder,
     QuerySelect, RelationDef,
@@ -7,6 +8,18 @@ use sea_orm::{
 
 use crate::entity::{account, repository, storage_location};
 use crate::{Db, DbError, now_ms};
+
+/// Whose view of the repositories a listing shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// Only public repositories.
+    Public,
+    /// Public repositories and those the account may read: its own namespace, explicit
+    /// permissions (direct or through a team), and organizations where it is in an admin team.
+    Account(i64),
+    /// Every repository.
+    Everything,
+}
 
 /// What the registry needs to know about a repository on every request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,9 +123,11 @@ impl Db {
         })
     }
 
-    /// Full names (`namespace/name`) of image repositories in lexical order, after `after`.
+    /// Full names (`namespace/name`) of the image repositories `viewer` may see, in lexical
+    /// order, after `after`.
     pub async fn list_repositories(
         &self,
+        viewer: Viewer,
         after: Option<(&str, &str)>,
         limit: u64,
     ) -> Result<Vec<String>, DbError> {
@@ -126,6 +141,11 @@ impl Db {
             .order_by_asc(account::Column::Username)
             .order_by_asc(repository::Column::Name)
             .limit(limit);
+        match viewer {
+            Viewer::Everything => {}
+            Viewer::Public => query = query.filter(repository::Column::Visibility.eq("public")),
+            Viewer::Account(id) => query = query.filter(visible_to(id)),
+        }
         if let Some((ns, name)) = after {
             query = query.filter(
                 Condition::any().add(account::Column::Username.gt(ns)).add(
@@ -161,4 +181,41 @@ impl Db {
         tx.commit().await?;
         Ok(id)
     }
+}
+
+/// The repositories account `id` may read (see [`Viewer::Account`]).
+fn visible_to(id: i64) -> Condition {
+    use crate::entity::{repository_permission, team, team_member};
+    let direct = Query::select()
+        .column(repository_permission::Column::RepositoryId)
+        .from(repository_permission::Entity)
+        .and_where(repository_permission::Column::AccountId.eq(id))
+        .to_owned();
+    let through_team = Query::select()
+        .column((repository_permission::Entity, repository_permission::Column::RepositoryId))
+        .from(repository_permission::Entity)
+        .inner_join(
+            team_member::Entity,
+            Expr::col((team_member::Entity, team_member::Column::TeamId))
+                .equals((repository_permission::Entity, repository_permission::Column::TeamId)),
+        )
+        .and_where(Expr::col((team_member::Entity, team_member::Column::AccountId)).eq(id))
+        .to_owned();
+    let administered = Query::select()
+        .column((team::Entity, team::Column::OrganizationId))
+        .from(team::Entity)
+        .inner_join(
+            team_member::Entity,
+            Expr::col((team_member::Entity, team_member::Column::TeamId))
+                .equals((team::Entity, team::Column::Id)),
+        )
+        .and_where(Expr::col((team_member::Entity, team_member::Column::AccountId)).eq(id))
+        .and_where(Expr::col((team::Entity, team::Column::Role)).eq("admin"))
+        .to_owned();
+    Condition::any()
+        .add(repository::Column::Visibility.eq("public"))
+        .add(repository::Column::NamespaceId.eq(id))
+        .add(repository::Column::Id.in_subquery(direct))
+        .add(repository::Column::Id.in_subquery(through_team))
+        .add(repository::Column::NamespaceId.in_subquery(administered))
 }

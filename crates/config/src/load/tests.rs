@@ -156,32 +156,41 @@ fn quay_36_config_reports_unknown_keys_in_file_order() -> Result<(), ConfigError
     let (_, unknown) = parse(QUAY_36_CONFIG)?;
     let expected = [
         "ALLOW_PULLS_WITHOUT_STRICT_LOGGING",
-        "AUTHENTICATION_TYPE",
         "AVATAR_KIND",
         "BUILDLOGS_REDIS",
-        "DATABASE_SECRET_KEY",
         "DB_CONNECTION_ARGS",
         "EXTERNAL_TLS_TERMINATION",
         "FEATURE_ACI_CONVERSION",
-        "FEATURE_ANONYMOUS_ACCESS",
-        "FEATURE_APP_SPECIFIC_TOKENS",
         "FEATURE_BUILD_SUPPORT",
         "FEATURE_CHANGE_TAG_EXPIRATION",
         "FEATURE_DIRECT_LOGIN",
         "FEATURE_MAILING",
         "FEATURE_REPO_MIRROR",
         "FEATURE_SECURITY_SCANNER",
-        "FEATURE_USER_CREATION",
         "FRESH_LOGIN_TIMEOUT",
         "LOGS_MODEL",
         "LOGS_MODEL_CONFIG",
         "REGISTRY_TITLE_SHORT",
         "SECRET_KEY",
-        "SUPER_USERS",
         "TAG_EXPIRATION_OPTIONS",
         "USER_EVENTS_REDIS",
     ];
     assert_eq!(unknown, expected);
+    Ok(())
+}
+
+#[test]
+fn quay_36_config_access_keys() -> Result<(), ConfigError> {
+    let (config, _) = parse(QUAY_36_CONFIG)?;
+    assert_eq!(config.authentication_type, "Database");
+    assert!(config.database_secret_key.is_some());
+    assert!(!format!("{config:?}").contains(config.database_secret_key.as_deref().unwrap_or("-")));
+    assert_eq!(config.registry_state, "normal");
+    assert!(config.create_private_repo_on_push);
+    let (config, _) = parse("REGISTRY_STATE: readonly\nSUPER_USERS: [admin, ops]\n")?;
+    assert_eq!(config.registry_state, "readonly");
+    assert_eq!(config.super_users, ["admin", "ops"]);
+    assert!(parse("REGISTRY_STATE: frozen\n").is_err());
     Ok(())
 }
 
