@@ -48,7 +48,7 @@ pub async fn create_user(
         superuser,
     };
     match db.create_user(new).await? {
-        CreateUserOutcome::Created(row) => Ok(row),
+        CreateUserOutcome::Created(row) => Ok(*row),
         CreateUserOutcome::NameTaken => Err(UserError::NameTaken(username.to_string())),
     }
 }

@@ -76,7 +76,7 @@ impl From<account::Model> for AccountRow {
 /// The result of creating a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CreateUserOutcome {
-    Created(AccountRow),
+    Created(Box<AccountRow>),
     /// A user, organization or robot already has that name.
     NameTaken,
 }
@@ -101,7 +101,7 @@ impl Db {
         .exec_with_returning(&self.write)
         .await;
         match inserted {
-            Ok(model) => Ok(CreateUserOutcome::Created(model.into())),
+            Ok(model) => Ok(CreateUserOutcome::Created(Box::new(model.into()))),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Ok(CreateUserOutcome::NameTaken)
             }
@@ -206,7 +206,7 @@ impl Db {
         .exec(&tx)
         .await?;
         tx.commit().await?;
-        Ok(CreateUserOutcome::Created(org.into()))
+        Ok(CreateUserOutcome::Created(Box::new(org.into())))
     }
 
     /// The organizations `account_id` belongs to through any team, with the roles of those

@@ -119,14 +119,14 @@ db_test!(catalog_is_paginated_in_lexical_order, |db: Db| async move {
     ] {
         db.ensure_repository(ns, name, "public").await.unwrap();
     }
-    let all = db.list_repositories(None, 100).await.unwrap();
+    let all = db.list_repositories(db::Viewer::Everything, None, 100).await.unwrap();
     assert_eq!(all, ["acme/a", "acme/a/x", "acme/b", "beta/c", "zeta/a"]);
     let page = db
-        .list_repositories(Some(("acme", "a/x")), 2)
+        .list_repositories(db::Viewer::Everything, Some(("acme", "a/x")), 2)
         .await
         .unwrap();
     assert_eq!(page, ["acme/b", "beta/c"]);
-    let page = db.list_repositories(Some(("beta", "c")), 2).await.unwrap();
+    let page = db.list_repositories(db::Viewer::Everything, Some(("beta", "c")), 2).await.unwrap();
     assert_eq!(page, ["zeta/a"]);
 });
 
@@ -489,7 +489,7 @@ db_test!(users_are_created_once_per_name, |db: Db| async move {
         superuser: false,
     };
     let created = match db.create_user(new("alice")).await.unwrap() {
-        db::CreateUserOutcome::Created(row) => row,
+        db::CreateUserOutcome::Created(row) => *row,
         other => panic!("{other:?}"),
     };
     assert!(!created.organization && !created.robot && created.enabled);
