@@ -33,8 +33,6 @@ pub struct Settings {
     pub max_blob_size: u64,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: usize,
-    /// Visibility of repositories created by a push.
-    pub new_repository_visibility: String,
 }
 
 impl Default for Settings {
@@ -45,7 +43,6 @@ impl Default for Settings {
             uploaded_blob_expiration: Duration::from_secs(3600),
             max_blob_size: 20_000_000_000,
             max_manifest_size: 4 << 20,
-            new_repository_visibility: "public".to_string(),
         }
     }
 }
@@ -126,29 +123,13 @@ impl Registry {
         Ok(row)
     }
 
-    /// The repository at `path`, created (with its namespace) if missing, as a push does.
+    /// The repository at `path` for a write. It must exist: repositories are created when a
+    /// token for a push is issued, or through the API.
     pub async fn repository_for_push(
         &self,
         path: &RepositoryPath,
     ) -> Result<Arc<RepositoryRow>, RegistryError> {
-        match self.repository(path).await {
-            Err(RegistryError::NameUnknown(_)) => {}
-            other => return other.and_then(writable),
-        }
-        let row = self
-            .inner
-            .db
-            .ensure_repository(
-                path.namespace(),
-                path.name(),
-                &self.inner.settings.new_repository_visibility,
-            )
-            .await?;
-        let row = Arc::new(row);
-        self.inner
-            .repositories
-            .insert(path.to_string(), row.clone());
-        writable(row)
+        self.repository(path).await.and_then(writable)
     }
 }
 

@@ -71,7 +71,12 @@ impl Registry {
     }
 
     /// Repository names in lexical order after `last`.
-    pub async fn catalog(&self, n: Option<u64>, last: Option<&str>) -> Result<Page, RegistryError> {
+    pub async fn catalog(
+        &self,
+        viewer: db::Viewer,
+        n: Option<u64>,
+        last: Option<&str>,
+    ) -> Result<Page, RegistryError> {
         let size = page_size(n);
         if size == 0 {
             return Ok(Page {
@@ -80,7 +85,11 @@ impl Registry {
             });
         }
         let after = last.and_then(|l| l.split_once('/'));
-        let mut names = self.inner.db.list_repositories(after, size + 1).await?;
+        let mut names = self
+            .inner
+            .db
+            .list_repositories(viewer, after, size + 1)
+            .await?;
         let more = names.len() as u64 > size;
         names.truncate(size as usize);
         Ok(Page { names, more })

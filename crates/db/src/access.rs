@@ -34,8 +34,9 @@ pub struct NewRepository {
     pub name: String,
     pub visibility: String,
     pub description: Option<String>,
-    /// The user or robot creating it. Unless it is the namespace itself, it gets `admin` on the
-    /// new repository and the organization's default permissions for it apply.
+    /// The user or robot creating it. It gets `admin` on the new repository (also in its own
+    /// namespace, as in Quay) and, in an organization, the organization's default permissions
+    /// for it apply. An organization as creator gets nothing.
     pub creator: Option<i64>,
 }
 
@@ -176,7 +177,18 @@ impl Db {
             tx.rollback().await?;
             return Ok(CreateRepositoryOutcome::Exists(row));
         }
-        if let Some(creator) = new.creator.filter(|c| *c != ns.id) {
+        // Quay gives every creator that is not an organization an explicit admin permission,
+        // even in its own namespace, so the repository's user permissions list it.
+        let creator = match new.creator {
+            Some(id) if id == ns.id => Some(id).filter(|_| !ns.organization),
+            Some(id) => account::Entity::find_by_id(id)
+                .one(&tx)
+                .await?
+                .filter(|a| !a.organization)
+                .map(|a| a.id),
+            None => None,
+        };
+        if let Some(creator) = creator {
             insert_permission(&tx, row.id, Delegate::Account(creator), "admin").await?;
             if ns.organization {
                 for (delegate, role) in default_permissions(&tx, ns.id, creator).await? {

@@ -114,7 +114,8 @@ impl Db {
     /// reused at once; renames and disables its robots the same way (`deleted-<uuid>+name`),
     /// so a new owner of the name can create robots of the same names; and enqueues
     /// `namespacegc/<id>/` with body `{"marker_id": <id>, "original_username": <name>}` (Quay's
-    /// keys). False when there is no such account or it is already marked.
+    /// keys). False when there is no such account, it is a robot (robots are deleted with
+    /// `delete_robot`), or it is already marked.
     pub async fn mark_namespace_for_deletion(&self, account_id: i64) -> Result<bool, DbError> {
         let tx = self.begin_write().await?;
         let queue_name = item_name("namespacegc", &[&account_id.to_string()]);
@@ -162,7 +163,9 @@ impl Db {
             .all(&tx)
             .await?;
         for (id, username) in robots {
-            let short = username.split_once('+').map_or(username.as_str(), |(_, s)| s);
+            let short = username
+                .split_once('+')
+                .map_or(username.as_str(), |(_, s)| s);
             account::Entity::update_many()
                 .col_expr(
                     account::Column::Username,

@@ -17,9 +17,9 @@ mod queue;
 mod repo_admin;
 mod repos;
 mod robots;
+mod teams;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-mod teams;
 mod tokens;
 mod uploads;
 

@@ -119,7 +119,10 @@ async fn prototypes<C: ConnectionTrait>(
         .column(P::Uuid)
         .column(P::OrganizationId)
         .column(P::Role)
-        .column_as(Expr::col((act.clone(), account::Column::Id)), "activating_id")
+        .column_as(
+            Expr::col((act.clone(), account::Column::Id)),
+            "activating_id",
+        )
         .column_as(
             Expr::col((act.clone(), account::Column::Username)),
             "activating_name",

@@ -8,14 +8,15 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
     QuerySelect, RelationDef,
 };
 
-use crate::entity::{account, repository, repository_permission, tag, team, team_member};
+use crate::entity::{account, repository, repository_permission, tag};
 use crate::queue::queue_put_in;
+use crate::repos::readable_by;
 use crate::{Db, DbError, RepositoryRow, item_name, now_ms};
 
 /// Quay's `RepositoryState.MARKED_FOR_DELETION`.
@@ -52,35 +53,6 @@ fn repository_namespace() -> RelationDef {
         .into()
 }
 
-/// Repositories `account_id` may read without being public: those it or one of its teams holds
-/// a role on, those in organizations where it is in an `admin` team, and its own.
-fn visible_to(account_id: i64) -> Condition {
-    let teams = Query::select()
-        .column(team_member::Column::TeamId)
-        .from(team_member::Entity)
-        .and_where(team_member::Column::AccountId.eq(account_id))
-        .to_owned();
-    let administered = Query::select()
-        .column(team::Column::OrganizationId)
-        .from(team::Entity)
-        .and_where(team::Column::Role.eq("admin"))
-        .and_where(team::Column::Id.in_subquery(teams.clone()))
-        .to_owned();
-    let granted = Query::select()
-        .column(repository_permission::Column::RepositoryId)
-        .from(repository_permission::Entity)
-        .cond_where(
-            Condition::any()
-                .add(repository_permission::Column::AccountId.eq(account_id))
-                .add(repository_permission::Column::TeamId.in_subquery(teams)),
-        )
-        .to_owned();
-    Condition::any()
-        .add(repository::Column::NamespaceId.eq(account_id))
-        .add(repository::Column::NamespaceId.in_subquery(administered))
-        .add(repository::Column::Id.in_subquery(granted))
-}
-
 fn public() -> Condition {
     Condition::all().add(repository::Column::Visibility.eq("public"))
 }
@@ -94,7 +66,9 @@ impl Db {
         limit: Option<u64>,
     ) -> Result<Vec<RepositoryListing>, DbError> {
         use repository::Column as R;
-        let filter = filter.add(R::State.ne(MARKED_FOR_DELETION));
+        let filter = Condition::all()
+            .add(filter)
+            .add(R::State.ne(MARKED_FOR_DELETION));
         let mut query = repository::Entity::find()
             .select_only()
             .columns([
@@ -129,7 +103,10 @@ impl Db {
         let last_modified: HashMap<i64, i64> = tag::Entity::find()
             .select_only()
             .column(tag::Column::RepositoryId)
-            .column_as(Expr::col(tag::Column::LifetimeStartMs).max(), "last")
+            .column_as(
+                Expr::col((tag::Entity, tag::Column::LifetimeStartMs)).max(),
+                "last",
+            )
             .join(
                 JoinType::InnerJoin,
                 tag::Entity::belongs_to(repository::Entity)
@@ -198,7 +175,7 @@ impl Db {
         limit: u64,
     ) -> Result<Vec<RepositoryListing>, DbError> {
         let filter = Condition::all()
-            .add(Condition::any().add(public()).add(visible_to(account_id)))
+            .add(Condition::any().add(public()).add(readable_by(account_id)))
             .add(repository::Column::Id.gt(after_id.unwrap_or(0)));
         self.listings(filter, false, Some(limit)).await
     }
@@ -210,7 +187,7 @@ impl Db {
         &self,
         account_id: i64,
     ) -> Result<Vec<RepositoryListing>, DbError> {
-        self.listings(visible_to(account_id), false, None).await
+        self.listings(readable_by(account_id), false, None).await
     }
 
     /// Sets or clears a repository's description; false when there is no such repository.

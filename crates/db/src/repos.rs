@@ -185,6 +185,15 @@ impl Db {
 
 /// The repositories account `id` may read (see [`Viewer::Account`]).
 fn visible_to(id: i64) -> Condition {
+    Condition::any()
+        .add(repository::Column::Visibility.eq("public"))
+        .add(readable_by(id))
+}
+
+/// The repositories account `id` may read whether public or not: its own namespace's, those it
+/// holds a role on directly or through a team, and those of organizations where it is in an
+/// `admin` team.
+pub(crate) fn readable_by(id: i64) -> Condition {
     use crate::entity::{repository_permission, team, team_member};
     let direct = Query::select()
         .column(repository_permission::Column::RepositoryId)
@@ -192,12 +201,17 @@ fn visible_to(id: i64) -> Condition {
         .and_where(repository_permission::Column::AccountId.eq(id))
         .to_owned();
     let through_team = Query::select()
-        .column((repository_permission::Entity, repository_permission::Column::RepositoryId))
+        .column((
+            repository_permission::Entity,
+            repository_permission::Column::RepositoryId,
+        ))
         .from(repository_permission::Entity)
         .inner_join(
             team_member::Entity,
-            Expr::col((team_member::Entity, team_member::Column::TeamId))
-                .equals((repository_permission::Entity, repository_permission::Column::TeamId)),
+            Expr::col((team_member::Entity, team_member::Column::TeamId)).equals((
+                repository_permission::Entity,
+                repository_permission::Column::TeamId,
+            )),
         )
         .and_where(Expr::col((team_member::Entity, team_member::Column::AccountId)).eq(id))
         .to_owned();
@@ -213,7 +227,6 @@ fn visible_to(id: i64) -> Condition {
         .and_where(Expr::col((team::Entity, team::Column::Role)).eq("admin"))
         .to_owned();
     Condition::any()
-        .add(repository::Column::Visibility.eq("public"))
         .add(repository::Column::NamespaceId.eq(id))
         .add(repository::Column::Id.in_subquery(direct))
         .add(repository::Column::Id.in_subquery(through_team))

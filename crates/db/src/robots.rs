@@ -182,8 +182,19 @@ impl Db {
     }
 
     /// Deletes a robot with its team memberships, permissions and prototypes naming it.
+    /// False, changing nothing, when `account_id` is not a robot.
     pub async fn delete_robot(&self, account_id: i64) -> Result<bool, DbError> {
         let tx = self.begin_write().await?;
+        // Check first: the grants below must never be stripped from a user or organization.
+        let is_robot = robot::Entity::find()
+            .filter(robot::Column::AccountId.eq(account_id))
+            .one(&tx)
+            .await?
+            .is_some();
+        if !is_robot {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         team_member::Entity::delete_many()
             .filter(team_member::Column::AccountId.eq(account_id))
             .exec(&tx)
@@ -200,18 +211,17 @@ impl Db {
             .filter(permission_prototype::Column::ActivatingAccountId.eq(account_id))
             .exec(&tx)
             .await?;
-        let removed = robot::Entity::delete_many()
+        robot::Entity::delete_many()
             .filter(robot::Column::AccountId.eq(account_id))
             .exec(&tx)
-            .await?
-            .rows_affected;
+            .await?;
         account::Entity::delete_many()
             .filter(account::Column::Id.eq(account_id))
             .filter(account::Column::Robot.eq(true))
             .exec(&tx)
             .await?;
         tx.commit().await?;
-        Ok(removed > 0)
+        Ok(true)
     }
 
     /// Repositories an account holds an explicit (direct) role on.

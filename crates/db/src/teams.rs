@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
-    QueryOrder, QuerySelect, RelationDef, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationDef, TryInsertResult,
 };
 
 use crate::entity::{
@@ -165,7 +165,10 @@ impl Db {
         let members: HashMap<i64, i64> = team_member::Entity::find()
             .select_only()
             .column(team_member::Column::TeamId)
-            .column_as(Expr::col(team_member::Column::Id).count(), "n")
+            .column_as(
+                Expr::col((team_member::Entity, team_member::Column::Id)).count(),
+                "n",
+            )
             .join(JoinType::InnerJoin, member_team())
             .filter(team::Column::OrganizationId.eq(org_id))
             .group_by(team_member::Column::TeamId)
@@ -177,7 +180,14 @@ impl Db {
         let repos: HashMap<i64, i64> = repository_permission::Entity::find()
             .select_only()
             .column(repository_permission::Column::TeamId)
-            .column_as(Expr::col(repository_permission::Column::Id).count(), "n")
+            .column_as(
+                Expr::col((
+                    repository_permission::Entity,
+                    repository_permission::Column::Id,
+                ))
+                .count(),
+                "n",
+            )
             .join(JoinType::InnerJoin, permission_team())
             .join(JoinType::InnerJoin, permission_repository())
             .filter(team::Column::OrganizationId.eq(org_id))

@@ -2,6 +2,7 @@
 //! [`endpoint::Endpoint::parse`]; handlers parse the request, call a `wharf_core::Registry`
 //! service and render the result or an OCI error envelope.
 
+mod access;
 mod blobs;
 pub mod endpoint;
 mod error;
@@ -9,6 +10,7 @@ mod listing;
 mod manifests;
 mod uploads;
 
+use auth::{Auth, Grants};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,13 +26,50 @@ pub use error::OciError;
 
 const API_VERSION: &str = "Docker-Distribution-API-Version";
 
-/// The `/v2` router.
-pub fn router(registry: Registry) -> Router {
+/// What the `/v2` handlers share.
+#[derive(Clone)]
+pub struct V2 {
+    pub registry: Registry,
+    pub auth: Auth,
+}
+
+/// The `/v2` router, with the token endpoint and the keys that verify its tokens.
+pub fn router(registry: Registry, auth: Auth) -> Router {
     Router::new()
-        .route("/v2", any(base))
-        .route("/v2/", any(base))
+        .route("/v2", any(dispatch))
+        .route("/v2/", any(dispatch))
+        .route("/v2/auth", any(token))
         .route("/v2/{*rest}", any(dispatch))
-        .with_state(registry)
+        .route("/keys/services/{service}/keys", any(keys))
+        .with_state(V2 { registry, auth })
+}
+
+async fn token(State(v2): State<V2>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let req = Req {
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+        body,
+        grants: None,
+    };
+    with_api_version(access::token(&v2.auth, req).await)
+}
+
+/// `GET /keys/services/<service>/keys`: the JWKs that verify registry tokens.
+async fn keys(
+    State(v2): State<V2>,
+    axum::extract::Path(service): axum::extract::Path<String>,
+) -> Response {
+    if service != v2.auth.settings().issuer {
+        return (StatusCode::NOT_FOUND, "{}").into_response();
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        v2.auth.jwks().to_string(),
+    )
+        .into_response()
 }
 
 async fn base(method: Method) -> Response {
@@ -52,6 +91,8 @@ pub(crate) struct Req {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Body,
+    /// What the request's registry token allows (set once the request is authorized).
+    pub grants: Option<std::sync::Arc<Grants>>,
 }
 
 impl Req {
@@ -64,6 +105,20 @@ impl Req {
         })
     }
 
+    /// Every value of query parameter `key`, percent-decoded.
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        let Some(query) = self.uri.query() else {
+            return Vec::new();
+        };
+        query
+            .split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == key).then(|| percent_decode(v))
+            })
+            .collect()
+    }
+
     pub fn header(&self, name: &header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -74,7 +129,7 @@ impl Req {
     }
 }
 
-async fn dispatch(State(registry): State<Registry>, request: Request) -> Response {
+async fn dispatch(State(v2): State<V2>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     // The raw path, not a decoded `Path` extractor: names, tags and digests never contain
     // percent-escapes, so anything encoded is simply an invalid name, answered as OCI does.
@@ -84,11 +139,12 @@ async fn dispatch(State(registry): State<Registry>, request: Request) -> Respons
         .strip_prefix("/v2/")
         .unwrap_or_default()
         .to_string();
-    let req = Req {
+    let mut req = Req {
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,
         body,
+        grants: None,
     };
     let Some(endpoint) = Endpoint::parse(&rest) else {
         return with_api_version(
@@ -97,15 +153,30 @@ async fn dispatch(State(registry): State<Registry>, request: Request) -> Respons
         );
     };
     let span = tracing::debug_span!("v2", endpoint = endpoint.label(), method = %req.method);
-    let result = route(&registry, endpoint, req).instrument(span).await;
+    match access::authorize(
+        &v2.auth,
+        &v2.registry,
+        &endpoint,
+        &req.method,
+        &req.headers,
+        &req.uri,
+    )
+    .instrument(span.clone())
+    .await
+    {
+        Ok(grants) => req.grants = Some(grants),
+        Err(refused) => return with_api_version(refused),
+    }
+    let result = route(&v2, endpoint, req).instrument(span).await;
     with_api_version(result.unwrap_or_else(IntoResponse::into_response))
 }
 
 /// Calls the handler of `endpoint`.
-async fn route(registry: &Registry, endpoint: Endpoint, req: Req) -> Result<Response, OciError> {
+async fn route(v2: &V2, endpoint: Endpoint, req: Req) -> Result<Response, OciError> {
+    let registry = &v2.registry;
     match endpoint {
         Endpoint::Base => Ok(base(req.method).await),
-        Endpoint::Catalog => listing::catalog(registry, req).await,
+        Endpoint::Catalog => listing::catalog(v2, req).await,
         Endpoint::Tags { name } => listing::tags(registry, &name, req).await,
         Endpoint::Referrers { name, digest } => {
             listing::referrers(registry, &name, &digest, req).await

@@ -74,13 +74,24 @@ struct Catalog<'a> {
     repositories: &'a [String],
 }
 
-pub(crate) async fn catalog(registry: &Registry, req: Req) -> Result<Response, OciError> {
+pub(crate) async fn catalog(v2: &crate::V2, req: Req) -> Result<Response, OciError> {
     if !matches!(req.method, Method::GET | Method::HEAD) {
         return Ok(unsupported());
     }
     let n = page_size(&req)?;
     let last = req.query("last");
-    let page = registry.catalog(n, last.as_deref()).await?;
+    let viewer = match &req.grants {
+        Some(grants) => v2.auth.catalog_viewer(grants).await.map_err(|e| {
+            tracing::error!(error = %e, "catalog viewer lookup failed");
+            OciError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "internal error; see the server log",
+            )
+        })?,
+        None => db::Viewer::Public,
+    };
+    let page = v2.registry.catalog(viewer, n, last.as_deref()).await?;
     let link = next_link("/v2/_catalog", n, &page);
     Ok(json(
         &Catalog {

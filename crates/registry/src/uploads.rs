@@ -59,7 +59,15 @@ pub(crate) async fn start(registry: &Registry, name: &str, req: Req) -> Result<R
     let repo = registry.repository_for_push(&path).await?;
     if let Some(mount) = req.query("mount") {
         let digest = parse_digest(&mount)?;
-        if let Some(from) = req.query("from")
+        // A mount needs pull on the source; without it the client uploads as usual.
+        let readable = |from: &str| {
+            registry.parse_path(from).is_ok_and(|source| {
+                req.grants
+                    .as_ref()
+                    .is_some_and(|g| g.allows(&source, auth::scope::Action::Pull))
+            })
+        };
+        if let Some(from) = req.query("from").filter(|f| readable(f))
             && let Some(blob) = registry.mount_blob(&repo, &from, &digest).await?
         {
             return Ok(created(name, &blob));

@@ -29,6 +29,8 @@ pub enum ServerError {
     Storage(#[from] storage::StorageError),
     #[error(transparent)]
     Registry(#[from] wharf_core::RegistryError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     #[error("{0}")]
     Invalid(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -53,6 +55,8 @@ pub struct Paths {
 pub struct Resolved {
     pub config: Config,
     pub db_uri: String,
+    /// `DATABASE_SECRET_KEY`, or the generated key of an embedded installation.
+    pub database_secret_key: String,
     pub location: String,
     pub storage_path: PathBuf,
 }
@@ -95,12 +99,68 @@ pub fn resolve(paths: &Paths) -> Result<Resolved, ServerError> {
         },
         None => ("default".to_string(), paths.data_dir.join("storage")),
     };
+    let database_secret_key = match (&config.database_secret_key, &paths.config_dir) {
+        (Some(key), _) => key.clone(),
+        (None, None) => embedded_secret_key(&paths.data_dir)?,
+        (None, Some(dir)) => {
+            return Err(ServerError::Invalid(format!(
+                "{} sets no DATABASE_SECRET_KEY; Wharf, like Quay, needs it to encrypt the \
+                 secrets it stores (any long random string, kept across restarts)",
+                dir.join("config.yaml").display()
+            )));
+        }
+    };
     Ok(Resolved {
         config,
         db_uri,
+        database_secret_key,
         location,
         storage_path,
     })
+}
+
+/// The secret key of an embedded installation: generated on first start and kept in the data
+/// directory, readable by its owner only. Never regenerated silently: losing it makes stored
+/// robot tokens and signing keys unreadable.
+fn embedded_secret_key(data_dir: &Path) -> Result<String, ServerError> {
+    let path = data_dir.join("secret_key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
+        Ok(_) => {
+            return Err(ServerError::Invalid(format!(
+                "{} is empty; restore it from a backup (it encrypts stored secrets)",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ServerError::Invalid(format!("{}: {e}", path.display()))),
+    }
+    let io = |e: std::io::Error| ServerError::Invalid(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let key = auth::crypto::generate_database_secret_key();
+    let temp = data_dir.join("secret_key.tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io)?;
+        file.write_all(key.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    // Two processes starting at once: the first rename wins and both read the winner.
+    if std::fs::hard_link(&temp, &path).is_err() && !path.exists() {
+        std::fs::rename(&temp, &path).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(&temp);
+    Ok(std::fs::read_to_string(&path)
+        .map_err(io)?
+        .trim()
+        .to_string())
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -119,10 +179,35 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
+/// Authentication settings derived from the configuration.
+pub fn auth_settings(config: &Config) -> auth::AuthSettings {
+    auth::AuthSettings {
+        server_hostname: config.server_hostname.clone(),
+        url_scheme: config.preferred_url_scheme.clone(),
+        issuer: config.instance_service_key_service.clone(),
+        max_fresh: Duration::from_secs(config.registry_jwt_auth_max_fresh_s),
+        superusers: config.super_users.iter().cloned().collect(),
+        global_readonly_superusers: config.global_readonly_super_users.iter().cloned().collect(),
+        superusers_enabled: config.feature_super_users,
+        policy: auth::permissions::Policy {
+            anonymous_access: config.feature_anonymous_access,
+            superusers_full_access: config.feature_superusers_full_access,
+            registry_read_only: config.registry_state == "readonly",
+        },
+        private_repos_on_push: config.create_private_repo_on_push,
+        app_specific_tokens: config.feature_app_specific_tokens,
+        library_namespace: config
+            .feature_library_support
+            .then(|| config.library_namespace.clone()),
+        ..auth::AuthSettings::default()
+    }
+}
+
 /// A ready-to-serve application.
 #[derive(Clone)]
 pub struct App {
     pub registry: Registry,
+    pub auth: auth::Auth,
     pub router: Router,
 }
 
@@ -135,16 +220,26 @@ impl App {
             tracing::info!(?applied, "database migrated");
         }
         let store = Arc::new(LocalStore::open(&resolved.storage_path)?);
+        let auth = auth::Auth::open(
+            db.clone(),
+            &resolved.database_secret_key,
+            auth_settings(&resolved.config),
+        )
+        .await?;
         let registry =
             Registry::new(db, store, &resolved.location, settings(&resolved.config)).await?;
-        Ok(App::new(registry))
+        Ok(App::new(registry, auth))
     }
 
-    pub fn new(registry: Registry) -> App {
-        let router = registry::router(registry.clone())
+    pub fn new(registry: Registry, auth: auth::Auth) -> App {
+        let router = registry::router(registry.clone(), auth.clone())
             .layer(tower_http::catch_panic::CatchPanicLayer::new())
             .layer(tower_http::trace::TraceLayer::new_for_http());
-        App { registry, router }
+        App {
+            registry,
+            auth,
+            router,
+        }
     }
 
     /// Starts the named background workers (all when `names` is empty).

@@ -1,6 +1,7 @@
 //! Store tests. Every test runs on SQLite and on PostgreSQL (`db_test!`).
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod access;
 mod queue;
 
 use db::{
@@ -119,14 +120,20 @@ db_test!(catalog_is_paginated_in_lexical_order, |db: Db| async move {
     ] {
         db.ensure_repository(ns, name, "public").await.unwrap();
     }
-    let all = db.list_repositories(db::Viewer::Everything, None, 100).await.unwrap();
+    let all = db
+        .list_repositories(db::Viewer::Everything, None, 100)
+        .await
+        .unwrap();
     assert_eq!(all, ["acme/a", "acme/a/x", "acme/b", "beta/c", "zeta/a"]);
     let page = db
         .list_repositories(db::Viewer::Everything, Some(("acme", "a/x")), 2)
         .await
         .unwrap();
     assert_eq!(page, ["acme/b", "beta/c"]);
-    let page = db.list_repositories(db::Viewer::Everything, Some(("beta", "c")), 2).await.unwrap();
+    let page = db
+        .list_repositories(db::Viewer::Everything, Some(("beta", "c")), 2)
+        .await
+        .unwrap();
     assert_eq!(page, ["zeta/a"]);
 });
 

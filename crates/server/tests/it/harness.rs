@@ -1,7 +1,12 @@
 //! The test application: a registry over a fresh database and storage directory, served on an
 //! ephemeral port whose listener is bound before the server starts.
+//!
+//! Requests made with [`TestApp::req`] behave like a real client: they fetch a registry token
+//! from `/v2/auth` as the user `tester` (an owner of every namespace a test uses) for the
+//! repository the path names, and present it. [`TestApp::anonymous`] sends no credentials.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use db::testing::{Engine, TestDb};
 use reqwest::{Client, Method, RequestBuilder, Response};
@@ -15,7 +20,44 @@ pub struct TestApp {
     pub client: Client,
     pub db: TestDb,
     pub storage: tempfile::TempDir,
+    pub auth: auth::Auth,
+    /// The account `tester`, whose password is [`TESTER_PASSWORD`].
+    pub tester: db::AccountRow,
+    tokens: Mutex<HashMap<String, String>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub const TESTER_PASSWORD: &str = "tester-password";
+
+/// A request under construction; `send` adds the token the path needs.
+pub struct TestRequest<'a> {
+    app: &'a TestApp,
+    method: Method,
+    path: String,
+    builder: RequestBuilder,
+    authenticate: bool,
+}
+
+impl TestRequest<'_> {
+    pub fn header(mut self, name: &str, value: impl AsRef<str>) -> Self {
+        self.builder = self.builder.header(name, value.as_ref());
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<reqwest::Body>) -> Self {
+        self.builder = self.builder.body(body);
+        self
+    }
+
+    pub async fn send(self) -> reqwest::Result<Response> {
+        let mut builder = self.builder;
+        if self.authenticate
+            && let Some(token) = self.app.token_for(&self.method, &self.path).await
+        {
+            builder = builder.bearer_auth(token);
+        }
+        builder.send().await
+    }
 }
 
 impl TestApp {
@@ -32,13 +74,35 @@ impl TestApp {
     }
 
     async fn serve(db: TestDb, storage: tempfile::TempDir, settings: Settings) -> TestApp {
+        Self::serve_with(db, storage, settings, auth::AuthSettings::default()).await
+    }
+
+    /// A server with these authentication settings.
+    pub async fn with_auth(engine: Engine, auth_settings: auth::AuthSettings) -> TestApp {
+        let db = TestDb::new(engine).await;
+        let storage = tempfile::tempdir().unwrap();
+        Self::serve_with(db, storage, Settings::default(), auth_settings).await
+    }
+
+    async fn serve_with(
+        db: TestDb,
+        storage: tempfile::TempDir,
+        settings: Settings,
+        auth_settings: auth::AuthSettings,
+    ) -> TestApp {
         let registry = registry_over(&db, storage.path(), settings).await;
+        let auth = auth::Auth::open(registry_db(&db).await, TEST_SECRET, auth_settings)
+            .await
+            .unwrap();
+        let tester = create_user(&db.db, "tester").await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(App::new(registry).serve(listener, async move {
-            let _ = rx.await;
-        }));
+        tokio::spawn(
+            App::new(registry, auth.clone()).serve(listener, async move {
+                let _ = rx.await;
+            }),
+        );
         TestApp {
             base: format!("http://{addr}"),
             client: Client::builder()
@@ -47,8 +111,104 @@ impl TestApp {
                 .unwrap(),
             db,
             storage,
+            auth,
+            tester,
+            tokens: Mutex::new(HashMap::new()),
             shutdown: Some(tx),
         }
+    }
+
+    /// A registry token for `scope` from `/v2/auth`, as `user` with `password` (or anonymous).
+    pub async fn fetch_token(&self, credentials: Option<(&str, &str)>, scope: &str) -> String {
+        let r = self.token_response(credentials, &[scope]).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// The response of `/v2/auth` for these scopes.
+    pub async fn token_response(
+        &self,
+        credentials: Option<(&str, &str)>,
+        scopes: &[&str],
+    ) -> Response {
+        let mut url = format!("{}/v2/auth?service={}", self.base, self.host());
+        for scope in scopes {
+            url.push_str("&scope=");
+            url.push_str(&scope.replace('*', "%2A"));
+        }
+        let mut request = self.client.get(url);
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `host:port` of the server, the service name of its tokens.
+    pub fn host(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    /// The token `tester` gets for a `/v2` request, asking like a client: `pull` to read,
+    /// `pull,push` to write, plus `pull` on a mount's source. The namespace is made an
+    /// organization `tester` owns if it does not exist. None when `/v2/auth` refuses the
+    /// scope (an invalid name): the request then goes without a token.
+    async fn token_for(&self, method: &Method, path: &str) -> Option<String> {
+        let rest = path
+            .strip_prefix(&self.base)
+            .unwrap_or(path)
+            .trim_start_matches("/v2/");
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut scopes = match server_endpoint(rest) {
+            Some((name, upload)) => {
+                let read = matches!(*method, Method::GET | Method::HEAD) && !upload;
+                let actions = if read { "pull" } else { "pull,push" };
+                vec![format!("repository:{name}:{actions}")]
+            }
+            None => vec!["repository:tester/base:pull".to_string()],
+        };
+        if let Some(from) = query.split('&').find_map(|p| p.strip_prefix("from="))
+            && types::name::RepositoryPath::parse(from, Some("library")).is_ok()
+        {
+            scopes.push(format!("repository:{from}:pull"));
+        }
+        let key = scopes.join(" ");
+        if let Some(token) = self.tokens.lock().unwrap().get(&key) {
+            return Some(token.clone());
+        }
+        for scope in &scopes {
+            let name = scope.split(':').nth(1).unwrap_or_default();
+            let namespace = match name.split_once('/') {
+                Some((ns, _)) => ns,
+                None => "library",
+            };
+            if types::name::valid_namespace(namespace)
+                && self.db.db.find_account(namespace).await.unwrap().is_none()
+            {
+                self.db
+                    .db
+                    .create_organization(namespace, None, self.tester.id)
+                    .await
+                    .unwrap();
+            }
+        }
+        let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        let r = self
+            .token_response(Some(("tester", TESTER_PASSWORD)), &scope_refs)
+            .await;
+        if r.status() != 200 {
+            return None;
+        }
+        let body: Value = r.json().await.unwrap();
+        let token = body["token"].as_str().unwrap().to_string();
+        self.tokens.lock().unwrap().insert(key, token.clone());
+        Some(token)
+    }
+
+    /// `Authorization` for the repository `name`, for requests built by hand.
+    pub async fn bearer(&self, method: Method, name: &str) -> String {
+        let path = format!("/v2/{name}/blobs/uploads/");
+        format!("Bearer {}", self.token_for(&method, &path).await.unwrap())
     }
 
     /// A second server over the same database and storage, as another process would be.
@@ -56,13 +216,34 @@ impl TestApp {
         registry_over(&self.db, self.storage.path(), Settings::default()).await
     }
 
-    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
-        let url = if path.starts_with("http") {
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
             path.to_string()
         } else {
             format!("{}{path}", self.base)
-        };
-        self.client.request(method, url)
+        }
+    }
+
+    /// A request as `tester`, with the token the path needs.
+    pub fn req(&self, method: Method, path: &str) -> TestRequest<'_> {
+        TestRequest {
+            app: self,
+            path: path.to_string(),
+            builder: self.client.request(method.clone(), self.url(path)),
+            method,
+            authenticate: true,
+        }
+    }
+
+    /// A request without credentials.
+    pub fn anonymous(&self, method: Method, path: &str) -> TestRequest<'_> {
+        TestRequest {
+            app: self,
+            path: path.to_string(),
+            builder: self.client.request(method.clone(), self.url(path)),
+            method,
+            authenticate: false,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -147,8 +328,48 @@ impl Drop for TestApp {
     }
 }
 
+pub const TEST_SECRET: &str = "test-database-secret-key";
+
+async fn registry_db(db: &TestDb) -> db::Db {
+    db::Db::connect(&db.uri).await.unwrap()
+}
+
+/// Creates a user whose password is [`TESTER_PASSWORD`], with a cheap bcrypt cost so tests
+/// stay fast (verification reads the cost from the hash).
+pub async fn create_user(db: &db::Db, name: &str) -> db::AccountRow {
+    let hash = bcrypt::hash(TESTER_PASSWORD, 4).unwrap();
+    match db
+        .create_user(db::NewUser {
+            username: name.to_string(),
+            email: format!("{name}@example.com"),
+            password_hash: hash,
+            verified: true,
+            superuser: false,
+        })
+        .await
+        .unwrap()
+    {
+        db::CreateUserOutcome::Created(row) => *row,
+        db::CreateUserOutcome::NameTaken => panic!("{name} exists"),
+    }
+}
+
+/// The repository name a `/v2` path (after `/v2/`) names, if any, and whether it is an upload
+/// endpoint (which needs push whatever the method).
+fn server_endpoint(rest: &str) -> Option<(String, bool)> {
+    use registry::Endpoint;
+    match Endpoint::parse(rest)? {
+        Endpoint::Base | Endpoint::Catalog => None,
+        Endpoint::UploadStart { name } | Endpoint::Upload { name, .. } => Some((name, true)),
+        Endpoint::Tags { name }
+        | Endpoint::Manifest { name, .. }
+        | Endpoint::Blob { name, .. }
+        | Endpoint::Referrers { name, .. } => Some((name, false)),
+    }
+}
+
 async fn registry_over(db: &TestDb, storage: &std::path::Path, settings: Settings) -> Registry {
-    let db = db::Db::connect(&db.uri).await.unwrap();
+    let db = registry_db(db).await;
     let store = Arc::new(storage::LocalStore::open(storage).unwrap());
     Registry::new(db, store, "default", settings).await.unwrap()
 }

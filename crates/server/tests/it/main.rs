@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod access;
 mod blobs;
 mod config;
 mod harness;

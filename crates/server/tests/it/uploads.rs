@@ -247,7 +247,16 @@ app_test!(
         }));
         let url = format!("{}{location}", app.base);
         let client = app.client.clone();
-        let first = tokio::spawn(async move { client.patch(url).body(slow).send().await.unwrap() });
+        let bearer = app.bearer(Method::PATCH, "acme/app").await;
+        let first = tokio::spawn(async move {
+            client
+                .patch(url)
+                .header("authorization", bearer)
+                .body(slow)
+                .send()
+                .await
+                .unwrap()
+        });
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let r = app
             .req(Method::PATCH, &location)
