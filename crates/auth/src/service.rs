@@ -43,6 +43,8 @@ pub struct AuthSettings {
     pub app_specific_tokens: bool,
     /// `LIBRARY_NAMESPACE` when `FEATURE_LIBRARY_SUPPORT`.
     pub library_namespace: Option<String>,
+    /// `DIRECT_OAUTH_CLIENTID_WHITELIST`.
+    pub oauth_direct_clients: HashSet<String>,
 }
 
 impl Default for AuthSettings {
@@ -60,6 +62,7 @@ impl Default for AuthSettings {
             private_repos_on_push: true,
             app_specific_tokens: true,
             library_namespace: Some("library".to_string()),
+            oauth_direct_clients: HashSet::new(),
         }
     }
 }

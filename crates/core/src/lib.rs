@@ -5,6 +5,7 @@
 mod error;
 mod listing;
 mod manifests;
+mod tags;
 mod uploads;
 
 use std::sync::Arc;

@@ -180,7 +180,7 @@ impl Registry {
     }
 
     /// Drops cached tag lookups after a tag of the repository changed (`None`: any tag may have).
-    fn tags_changed(&self, repository_id: i64, tag: Option<&str>) {
+    pub(crate) fn tags_changed(&self, repository_id: i64, tag: Option<&str>) {
         self.inner.tag_lists.invalidate(&repository_id);
         match tag {
             Some(t) => self.inner.tags.invalidate(&(repository_id, t.to_string())),

@@ -25,6 +25,13 @@ impl Db {
         .await
     }
 
+    /// Enables or disables an account (a disabled one cannot sign in, nor its robots and
+    /// tokens act); false when there is no such account.
+    pub async fn set_account_enabled(&self, id: i64, enabled: bool) -> Result<bool, DbError> {
+        self.update_account(id, vec![(account::Column::Enabled, Expr::value(enabled))])
+            .await
+    }
+
     /// Sets how long an account's dead tags stay restorable (Quay's `tag_expiration_s`).
     pub async fn set_tag_expiration_s(&self, id: i64, seconds: i64) -> Result<bool, DbError> {
         self.update_account(

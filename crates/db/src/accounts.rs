@@ -126,6 +126,11 @@ impl Db {
             .map(Into::into))
     }
 
+    /// How many accounts of any kind exist (users, organizations and robots).
+    pub async fn count_accounts(&self) -> Result<u64, DbError> {
+        Ok(account::Entity::find().count(&self.read).await?)
+    }
+
     /// How many user accounts exist (organizations and robots excluded).
     pub async fn count_users(&self) -> Result<u64, DbError> {
         Ok(account::Entity::find()

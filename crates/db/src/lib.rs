@@ -17,6 +17,7 @@ mod queue;
 mod repo_admin;
 mod repos;
 mod robots;
+mod tag_history;
 mod teams;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -40,6 +41,9 @@ pub use queue::{QueueItem, item_name};
 pub use repo_admin::RepositoryListing;
 pub use repos::{RepositoryRow, Viewer};
 pub use robots::{CreateRobotOutcome, NewRobot, RepositoryGrant, RobotRow};
+pub use tag_history::{
+    RepositoryFilter, RetargetOutcome, TagHistoryPage, TagHistoryQuery, TagHistoryRow,
+};
 pub use teams::{
     AccountRef, AddTeamMemberOutcome, OrgMemberRow, RemoveOrgMemberOutcome, TeamPermissionRow,
     TeamRow, TeamSummary,

@@ -82,14 +82,14 @@ impl From<manifest::Model> for ManifestRow {
     }
 }
 
-fn alive(end: (tag::Entity, tag::Column), now: i64) -> Condition {
+pub(crate) fn alive(end: (tag::Entity, tag::Column), now: i64) -> Condition {
     Condition::any()
         .add(Expr::col(end).is_null())
         .add(Expr::col(end).gt(now))
 }
 
 /// `manifest` rows that are alive at `now`.
-fn alive_manifest(now: i64) -> Condition {
+pub(crate) fn alive_manifest(now: i64) -> Condition {
     let tagged = Query::select()
         .expr(Expr::val(1))
         .from(tag::Entity)
@@ -467,7 +467,11 @@ async fn insert_tag(
 
 /// Ends a tag's lifetime at `now`. History rows of one name must have distinct end times, so a
 /// second change within the same millisecond ends one millisecond later.
-async fn end_tag(tx: &DatabaseTransaction, t: &tag::Model, now: i64) -> Result<(), DbError> {
+pub(crate) async fn end_tag(
+    tx: &DatabaseTransaction,
+    t: &tag::Model,
+    now: i64,
+) -> Result<(), DbError> {
     let mut end = Ord::max(now, t.lifetime_start_ms);
     loop {
         let taken = tag::Entity::find()

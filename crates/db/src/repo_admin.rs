@@ -59,7 +59,7 @@ fn public() -> Condition {
 
 impl Db {
     /// Repositories matching `filter` (never those marked for deletion), by id or by name.
-    async fn listings(
+    pub(crate) async fn listings(
         &self,
         filter: Condition,
         by_name: bool,

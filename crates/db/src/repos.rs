@@ -62,8 +62,10 @@ impl Db {
         }))
     }
 
-    /// Returns the repository, creating it (and its namespace, as an organization) if missing.
-    /// Concurrent callers get the same row.
+    /// A test fixture: returns the repository, creating it (and its namespace, as an
+    /// organization) if missing, without permissions. Concurrent callers get the same row.
+    /// Real repositories are made by [`Db::create_repository`].
+    #[cfg(any(test, feature = "testing"))]
     pub async fn ensure_repository(
         &self,
         namespace: &str,

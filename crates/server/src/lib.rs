@@ -195,11 +195,30 @@ pub fn auth_settings(config: &Config) -> auth::AuthSettings {
             registry_read_only: config.registry_state == "readonly",
         },
         private_repos_on_push: config.create_private_repo_on_push,
+        oauth_direct_clients: config
+            .direct_oauth_clientid_whitelist
+            .iter()
+            .cloned()
+            .collect(),
         app_specific_tokens: config.feature_app_specific_tokens,
         library_namespace: config
             .feature_library_support
             .then(|| config.library_namespace.clone()),
         ..auth::AuthSettings::default()
+    }
+}
+
+/// API settings derived from the configuration.
+pub fn api_features(config: &Config) -> api::ApiFeatures {
+    api::ApiFeatures {
+        user_initialize: config.feature_user_initialize,
+        user_metadata: config.feature_user_metadata,
+        user_creation: config.feature_user_creation,
+        app_url: config
+            .server_hostname
+            .as_ref()
+            .map(|host| format!("{}://{host}", config.preferred_url_scheme)),
+        registry_title: config.registry_title.clone(),
     }
 }
 
@@ -228,11 +247,17 @@ impl App {
         .await?;
         let registry =
             Registry::new(db, store, &resolved.location, settings(&resolved.config)).await?;
-        Ok(App::new(registry, auth))
+        Ok(App::new(registry, auth, api_features(&resolved.config)))
     }
 
-    pub fn new(registry: Registry, auth: auth::Auth) -> App {
+    pub fn new(registry: Registry, auth: auth::Auth, features: api::ApiFeatures) -> App {
+        let api = api::router(api::ApiState {
+            auth: auth.clone(),
+            registry: registry.clone(),
+            features,
+        });
         let router = registry::router(registry.clone(), auth.clone())
+            .merge(api)
             .layer(tower_http::catch_panic::CatchPanicLayer::new())
             .layer(tower_http::trace::TraceLayer::new_for_http());
         App {
@@ -240,6 +265,11 @@ impl App {
             auth,
             router,
         }
+    }
+
+    /// Whether no account exists yet (a fresh installation).
+    pub async fn registry_is_empty(&self) -> Result<bool, ServerError> {
+        Ok(self.auth.db().count_accounts().await? == 0)
     }
 
     /// Starts the named background workers (all when `names` is empty).

@@ -193,8 +193,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         addr = %listener.local_addr()?,
         database = %db::redact(&resolved.db_uri),
         storage = %resolved.storage_path.display(),
-        "wharf is serving the registry (anonymous push and pull are allowed)"
+        "wharf is serving the registry and its API"
     );
+    if app.registry_is_empty().await? {
+        tracing::info!(
+            "no users yet: create one with `wharf admin create-user NAME --email E` \
+             (password on stdin) and push into NAME/…"
+        );
+    }
     app.serve(listener, shutdown_signal()).await?;
     if let Some(workers) = workers {
         workers.shutdown(WORKER_SHUTDOWN).await;

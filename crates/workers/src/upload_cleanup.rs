@@ -62,6 +62,9 @@ mod tests {
             let registry = Registry::new(t.db.clone(), store, "default", Default::default())
                 .await
                 .unwrap();
+            t.db.ensure_repository("acme", "app", "private")
+                .await
+                .unwrap();
             let path = registry.parse_path("acme/app").unwrap();
             let repo = registry.repository_for_push(&path).await.unwrap();
             let old = registry.start_upload(&repo).await.unwrap();

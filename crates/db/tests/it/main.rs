@@ -3,6 +3,7 @@
 
 mod access;
 mod queue;
+mod tag_history;
 
 use db::{
     CommitBlob, Db, NewManifest, NewUpload, PutManifestOutcome, TagTarget, db_test, now_ms,

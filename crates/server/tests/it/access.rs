@@ -533,3 +533,166 @@ async fn a_read_only_registry_refuses_writes() {
             .is_none()
     );
 }
+
+app_test!(disabled_users_cannot_sign_in, |app: TestApp| async move {
+    let user = create_user(&app.db.db, "leaver").await;
+    let scope = "repository:leaver/app:pull,push";
+    let r = app
+        .token_response(Some(("leaver", TESTER_PASSWORD)), &[scope])
+        .await;
+    assert_eq!(r.status(), 200);
+    app.db.db.set_account_enabled(user.id, false).await.unwrap();
+    let r = app
+        .token_response(Some(("leaver", TESTER_PASSWORD)), &[scope])
+        .await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["message"],
+        "This user has been disabled. Please contact your administrator."
+    );
+});
+
+app_test!(
+    a_robot_acts_only_where_it_is_granted,
+    |app: TestApp| async move {
+        // Two organizations; acme's robot has write on an acme repository only.
+        for org in ["acme", "other"] {
+            app.db
+                .db
+                .create_organization(org, None, app.tester.id)
+                .await
+                .unwrap();
+            app.push_image(&format!("{org}/app"), "v1", &[org.as_bytes()])
+                .await;
+        }
+        let secret = "ACMEROBOTTOKEN";
+        let acme = app.db.db.find_account("acme").await.unwrap().unwrap();
+        let db::CreateRobotOutcome::Created(robot) = app
+            .db
+            .db
+            .create_robot(db::NewRobot {
+                owner_id: acme.id,
+                name: "acme+ci".into(),
+                token_ciphertext: app.auth.secret_key().encrypt(secret).unwrap(),
+                description: String::new(),
+                unstructured_json: "{}".into(),
+            })
+            .await
+            .unwrap()
+        else {
+            panic!("robot exists")
+        };
+        let repo = app
+            .db
+            .db
+            .find_repository("acme", "app")
+            .await
+            .unwrap()
+            .unwrap();
+        app.db
+            .db
+            .set_repository_permission(repo.id, db::Delegate::Account(robot.account_id), "write")
+            .await
+            .unwrap();
+        let on = |repo: &str| format!("repository:{repo}:pull,push");
+        let token = app
+            .fetch_token(Some(("acme+ci", secret)), &on("acme/app"))
+            .await;
+        assert_eq!(actions(&token).len(), 2);
+        // Nothing in the other organization, nor creating repositories anywhere.
+        for repo in ["other/app", "other/new", "acme/new"] {
+            let token = app.fetch_token(Some(("acme+ci", secret)), &on(repo)).await;
+            assert!(actions(&token).is_empty(), "{repo}");
+        }
+        // The robot's token for acme/app opens acme/app only.
+        let token = app
+            .fetch_token(Some(("acme+ci", secret)), &on("acme/app"))
+            .await;
+        assert_eq!(
+            get_with(&app, &token, "/v2/acme/app/tags/list")
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(
+            get_with(&app, &token, "/v2/other/app/tags/list")
+                .await
+                .status(),
+            401
+        );
+        // Disabling the owning organization disables its robots.
+        app.db.db.set_account_enabled(acme.id, false).await.unwrap();
+        let r = app
+            .token_response(Some(("acme+ci", secret)), &[&on("acme/app")])
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+);
+
+app_test!(
+    expired_and_overlong_tokens_are_refused,
+    |app: TestApp| async move {
+        app.push_image("tester/app", "v1", &[b"x"]).await;
+        // The instance key, read back the way any node reads it.
+        let rows = app.db.db.service_keys("quay").await.unwrap();
+        assert_eq!(rows.len(), 1);
+        let secret = auth::crypto::SecretKey::derive(crate::harness::TEST_SECRET);
+        let der = secret
+            .decrypt(rows[0].private_key_ciphertext.as_deref().unwrap())
+            .unwrap();
+        let key =
+            SigningKey::from_pkcs8_der(&data_encoding::BASE64.decode(der.as_bytes()).unwrap())
+                .unwrap();
+        let now = db::now_ms() / 1000;
+        let access = vec![Access::repository("tester/app", &["pull"])];
+        let context = TokenContext::new(jwt::EntityKind::User, None, Some("tester".into()));
+        let mint = |iat: i64, lifetime: i64| {
+            jwt::mint(
+                &key,
+                &RegistryClaims::new(
+                    "quay",
+                    &app.host(),
+                    "tester",
+                    access.clone(),
+                    context.clone(),
+                    iat,
+                    lifetime,
+                ),
+            )
+            .unwrap()
+        };
+        let fresh = mint(now, 3600);
+        assert_eq!(
+            get_with(&app, &fresh, "/v2/tester/app/tags/list")
+                .await
+                .status(),
+            200
+        );
+        // Expired beyond the 30 s leeway; valid for longer than REGISTRY_JWT_AUTH_MAX_FRESH_S.
+        for token in [mint(now - 7200, 3600), mint(now, 86_400)] {
+            let r = get_with(&app, &token, "/v2/tester/app/tags/list").await;
+            assert_eq!(r.status(), 401);
+        }
+        // Another issuer.
+        let other = jwt::mint(
+            &key,
+            &RegistryClaims::new(
+                "other",
+                &app.host(),
+                "tester",
+                access.clone(),
+                context.clone(),
+                now,
+                3600,
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            get_with(&app, &other, "/v2/tester/app/tags/list")
+                .await
+                .status(),
+            401
+        );
+    }
+);

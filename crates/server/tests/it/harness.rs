@@ -74,14 +74,22 @@ impl TestApp {
     }
 
     async fn serve(db: TestDb, storage: tempfile::TempDir, settings: Settings) -> TestApp {
-        Self::serve_with(db, storage, settings, auth::AuthSettings::default()).await
+        Self::serve_with(db, storage, settings, auth::AuthSettings::default(), true).await
+    }
+
+    /// A server over a database without any account (`tester` is not created).
+    pub async fn empty(engine: Engine) -> TestApp {
+        let db = TestDb::new(engine).await;
+        let storage = tempfile::tempdir().unwrap();
+        let settings = auth::AuthSettings::default();
+        Self::serve_with(db, storage, Settings::default(), settings, false).await
     }
 
     /// A server with these authentication settings.
     pub async fn with_auth(engine: Engine, auth_settings: auth::AuthSettings) -> TestApp {
         let db = TestDb::new(engine).await;
         let storage = tempfile::tempdir().unwrap();
-        Self::serve_with(db, storage, Settings::default(), auth_settings).await
+        Self::serve_with(db, storage, Settings::default(), auth_settings, true).await
     }
 
     async fn serve_with(
@@ -89,17 +97,30 @@ impl TestApp {
         storage: tempfile::TempDir,
         settings: Settings,
         auth_settings: auth::AuthSettings,
+        with_tester: bool,
     ) -> TestApp {
         let registry = registry_over(&db, storage.path(), settings).await;
         let auth = auth::Auth::open(registry_db(&db).await, TEST_SECRET, auth_settings)
             .await
             .unwrap();
-        let tester = create_user(&db.db, "tester").await;
+        let tester = if with_tester {
+            create_user(&db.db, "tester").await
+        } else {
+            placeholder_account()
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(
-            App::new(registry, auth.clone()).serve(listener, async move {
+            App::new(
+                registry,
+                auth.clone(),
+                api::ApiFeatures {
+                    user_initialize: true,
+                    ..Default::default()
+                },
+            )
+            .serve(listener, async move {
                 let _ = rx.await;
             }),
         );
@@ -329,6 +350,31 @@ impl Drop for TestApp {
 }
 
 pub const TEST_SECRET: &str = "test-database-secret-key";
+
+/// Stands in for `tester` in an app made without it; its id matches no row.
+fn placeholder_account() -> db::AccountRow {
+    db::AccountRow {
+        id: -1,
+        username: "tester".into(),
+        email: None,
+        organization: false,
+        robot: false,
+        enabled: true,
+        superuser: false,
+        verified: true,
+        password_hash: None,
+        uuid: String::new(),
+        removed_tag_expiration_s: 0,
+        creation_ms: 0,
+        invalid_login_attempts: 0,
+        last_invalid_login_ms: None,
+        last_accessed_ms: None,
+        given_name: None,
+        family_name: None,
+        company: None,
+        location: None,
+    }
+}
 
 async fn registry_db(db: &TestDb) -> db::Db {
     db::Db::connect(&db.uri).await.unwrap()

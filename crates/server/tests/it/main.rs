@@ -4,9 +4,12 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod access;
+mod api_orgs;
+mod api_repositories;
 mod blobs;
 mod config;
 mod harness;
 mod listing;
 mod manifests;
+mod matrix;
 mod uploads;

@@ -1,12 +1,13 @@
-//! docker with a real dockerd: push, push again to a second repository (cross-repository blob
-//! mount), remove everything locally and pull it back.
+//! docker with a real dockerd: `docker login` as a user, push into the user's namespace, push
+//! again to a second repository (cross-repository blob mount), remove everything locally and
+//! pull it back; and a login with a wrong password, which must fail.
 
 use anyhow::{Context, ensure};
 
 use crate::images;
-use crate::processes::{Dockerd, Wharf};
+use crate::processes::{Dockerd, User, Wharf};
 use crate::registry::DOCKER_MANIFEST;
-use crate::tools::{Tool, bounded, path};
+use crate::tools::{Stdin, Tool, bounded, path};
 
 #[tokio::test]
 async fn docker_pushes_mounts_and_pulls() -> anyhow::Result<()> {
@@ -20,7 +21,8 @@ async fn push_mount_pull() -> anyhow::Result<()> {
     let dockerd = Dockerd::start(work).await?;
     let docker = &dockerd.docker;
     let wharf = Wharf::start(work).await?;
-    let registry = wharf.registry();
+    let alice = wharf.create_user("alice").await?;
+    let registry = wharf.registry(&alice);
 
     // A two-layer image, handed to docker as a docker-archive. Docker's image ID is the config
     // digest, which survives every step below unchanged.
@@ -41,12 +43,17 @@ async fn push_mount_pull() -> anyhow::Result<()> {
         "ID after docker load"
     );
 
-    let a = format!("{}/ns/a:1", wharf.host);
-    let b = format!("{}/ns/b:1", wharf.host);
+    let login = login(docker, &wharf.host, &alice).await?;
+    ensure!(
+        login.contains("Login Succeeded"),
+        "docker login said:\n{login}"
+    );
+    let a = format!("{}/alice/a:1", wharf.host);
+    let b = format!("{}/alice/b:1", wharf.host);
     docker.run(["tag", "local/e2e:1", &a]).await?;
     let pushed_a = docker.run(["push", &a]).await?.stdout;
     let digest = pushed_digest(&pushed_a)?;
-    let served = registry.manifest("ns/a", "1").await?;
+    let served = registry.manifest("alice/a", "1").await?;
     assert_eq!(served.digest, digest, "digest docker pushed vs. served");
     assert_eq!(served.media_type, DOCKER_MANIFEST);
     let blobs = served.blob_digests();
@@ -56,26 +63,27 @@ async fn push_mount_pull() -> anyhow::Result<()> {
         "docker pushed {blobs:?}, not config + 2 layers"
     );
 
-    // The same layers into ns/b: docker asks to mount them from ns/a (POST ...?mount=&from=ns/a)
-    // and reports "Mounted from ns/a" only when the registry answers 201 Created.
+    // The same layers into alice/b: docker asks for a token that may pull alice/a too, asks to
+    // mount them from there (POST ...?mount=&from=alice/a) and reports "Mounted from alice/a"
+    // only when the registry answers 201 Created.
     docker.run(["tag", "local/e2e:1", &b]).await?;
     let pushed_b = docker.run(["push", &b]).await?.stdout;
     let mounted = pushed_b
         .lines()
-        .filter(|l| l.contains("Mounted from ns/a"))
+        .filter(|l| l.contains("Mounted from alice/a"))
         .count();
     assert_eq!(
         mounted, 2,
-        "both layers mounted into ns/b, docker said:\n{pushed_b}"
+        "both layers mounted into alice/b, docker said:\n{pushed_b}"
     );
     assert_eq!(pushed_digest(&pushed_b)?, digest);
-    let served_b = registry.manifest("ns/b", "1").await?;
+    let served_b = registry.manifest("alice/b", "1").await?;
     assert_eq!(served_b.digest, digest);
     for blob in &blobs {
-        registry.blob("ns/b", blob).await?;
+        registry.blob("alice/b", blob).await?;
     }
 
-    // Forget the image locally, then pull it from ns/b.
+    // Forget the image locally, then pull it from alice/b.
     docker.run(["rmi", "local/e2e:1", &a, &b]).await?;
     let left = docker.run(["images", "--quiet"]).await?.stdout;
     ensure!(left.trim().is_empty(), "images left after rmi: {left}");
@@ -90,8 +98,71 @@ async fn push_mount_pull() -> anyhow::Result<()> {
         .await?
         .stdout;
     let repo_digests: Vec<String> = serde_json::from_str(repo_digests.trim())?;
-    assert_eq!(repo_digests, [format!("{}/ns/b@{digest}", wharf.host)]);
+    assert_eq!(repo_digests, [format!("{}/alice/b@{digest}", wharf.host)]);
     wharf.assert_clean_log()
+}
+
+#[tokio::test]
+async fn docker_login_refuses_a_wrong_password() -> anyhow::Result<()> {
+    bounded(wrong_password()).await
+}
+
+async fn wrong_password() -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let work = work.path();
+    let dockerd = Dockerd::start(work).await?;
+    let docker = &dockerd.docker;
+    let wharf = Wharf::start(work).await?;
+    let alice = wharf.create_user("alice").await?;
+    let config = work.join("dk/client/config.json");
+
+    for (who, password) in [("alice", "not-alices-password"), ("nobody", "any-password")] {
+        let impostor = User {
+            name: who.to_string(),
+            password: password.to_string(),
+        };
+        let said = docker
+            .run_failing(
+                login_args(&wharf.host, &impostor),
+                Stdin::Bytes(password.as_bytes()),
+            )
+            .await?;
+        ensure!(
+            said.contains("unauthorized") || said.contains("Invalid Username or Password"),
+            "docker login as {who} failed for another reason:\n{said}"
+        );
+        ensure!(
+            !std::fs::read_to_string(&config)
+                .unwrap_or_default()
+                .contains(&wharf.host),
+            "a failed login left credentials for {} in {}",
+            wharf.host,
+            config.display()
+        );
+    }
+
+    // The right password still works afterwards: the failures locked nothing.
+    let said = login(docker, &wharf.host, &alice).await?;
+    ensure!(
+        said.contains("Login Succeeded"),
+        "docker login said:\n{said}"
+    );
+    wharf.assert_clean_log()
+}
+
+fn login_args<'a>(host: &'a str, user: &'a User) -> [&'a str; 5] {
+    ["login", "--username", &user.name, "--password-stdin", host]
+}
+
+/// `docker login` as `user`, the password on stdin; returns what docker printed.
+async fn login(docker: &Tool, host: &str, user: &User) -> anyhow::Result<String> {
+    Ok(docker
+        .run_with_stdin(
+            login_args(host, user),
+            Stdin::Bytes(user.password.as_bytes()),
+        )
+        .await?
+        .stdout)
 }
 
 async fn image_id(docker: &Tool, image: &str) -> anyhow::Result<String> {

@@ -1,5 +1,6 @@
 //! oras (the Python SDK): artifacts whose `subject` is an image pushed earlier, found through the
-//! referrers API with and without an `artifactType` filter, and pulled back unchanged.
+//! referrers API with and without an `artifactType` filter, and pulled back unchanged. oras
+//! gets a user's name and password and fetches its registry tokens itself.
 
 use anyhow::{Context, ensure};
 use reqwest::StatusCode;
@@ -13,20 +14,45 @@ use crate::tools::{Tool, bounded, oras_python, path};
 const SBOM_TYPE: &str = "application/vnd.example.sbom.v1+json";
 const SIGNATURE_TYPE: &str = "application/vnd.example.signature.v1+json";
 
+/// Python that makes an `OrasClient` for `host` signing in as `user` with `password`.
+///
+/// oras-py (0.2.x) keeps a single registry token and, when a request is refused with 401,
+/// sends that same token again unless the refusal was a 403. A push first HEADs the blob
+/// (challenge: `pull`) and then POSTs an upload (challenge: `pull,push`); a registry that
+/// answers an insufficient scope with 401, as Quay and Distribution do, would see the pull-only
+/// token twice and the push fail. So the client asks for a new token on every challenge, as
+/// docker and containers/image (skopeo, podman) do. The token requests are still oras-py's own,
+/// with Basic credentials.
+const CLIENT: &str = r#"
+import oras.client
+
+def client_for(host, user, password):
+    client = oras.client.OrasClient(hostname=host, insecure=True)
+    # Basic credentials for the token requests (login() would also write a docker config file).
+    client.auth.set_basic_auth(user, password)
+    authenticate = client.auth.authenticate_request
+    client.auth.authenticate_request = (
+        lambda original, headers, refresh=False: authenticate(original, headers, refresh=True)
+    )
+    return client
+"#;
+
 /// Pushes one artifact with the oras SDK's own `push(subject=...)`, which writes the subject
 /// into the manifest, and prints the manifest PUT's status and headers as JSON.
 const PUSH: &str = r#"
 import json, os, sys
-import oras.client, oras.oci
+import oras.oci
+from client import client_for
 
-host, repo, tag, artifact_type, subject_type, subject_digest, subject_size, workdir = sys.argv[1:]
+(host, user, password, repo, tag, artifact_type, subject_type, subject_digest, subject_size,
+ workdir) = sys.argv[1:]
 # oras checks that files lie under the working directory.
 os.chdir(workdir)
 with open("payload.json", "w") as f:
     f.write(json.dumps({"kind": tag, "for": subject_digest}))
 with open("config.json", "w") as f:
     f.write("{}")
-client = oras.client.OrasClient(hostname=host, insecure=True)
+client = client_for(host, user, password)
 # The SDK has no artifactType parameter; the config media type is what the referrers API
 # reports as artifactType when the manifest has none.
 response = client.push(
@@ -44,10 +70,10 @@ print(json.dumps({"status": response.status_code, "headers": headers}))
 /// Pulls an artifact into a directory and prints the files it wrote as a JSON list.
 const PULL: &str = r#"
 import json, sys
-import oras.client
+from client import client_for
 
-host, target, outdir = sys.argv[1:]
-client = oras.client.OrasClient(hostname=host, insecure=True)
+host, user, password, target, outdir = sys.argv[1:]
+client = client_for(host, user, password)
 print(json.dumps(client.pull(target=target, outdir=outdir)))
 "#;
 
@@ -57,16 +83,24 @@ async fn oras_artifacts_are_found_as_referrers() -> anyhow::Result<()> {
 }
 
 async fn push_and_find() -> anyhow::Result<()> {
-    let python = oras_python().await?;
-    let skopeo = Tool::new("skopeo", "skopeo")?;
     let work = tempfile::tempdir()?;
     let work = work.path();
+    // An empty docker configuration: oras reads credentials from one, and the machine's own
+    // must not lend the test any.
+    let docker_config = work.join("docker-config");
+    std::fs::create_dir_all(&docker_config)?;
+    let python = oras_python()
+        .await?
+        .with_env("DOCKER_CONFIG", &docker_config);
+    let skopeo = Tool::new("skopeo", "skopeo")?;
     let wharf = Wharf::start(work).await?;
-    let registry = wharf.registry();
+    let alice = wharf.create_user("alice").await?;
+    let registry = wharf.registry(&alice);
     let scripts = work.join("py");
     std::fs::create_dir_all(&scripts)?;
     std::fs::write(scripts.join("push.py"), PUSH)?;
     std::fs::write(scripts.join("pull.py"), PULL)?;
+    std::fs::write(scripts.join("client.py"), CLIENT)?;
 
     // The subject: a real image, pushed with skopeo.
     let image = images::build(
@@ -84,11 +118,13 @@ async fn push_and_find() -> anyhow::Result<()> {
         .run([
             "copy",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            &alice.creds(),
             &image.reference("v1"),
-            &format!("docker://{}/ns/app:v1", wharf.host),
+            &format!("docker://{}/alice/app:v1", wharf.host),
         ])
         .await?;
-    let subject = registry.manifest("ns/app", "v1").await?;
+    let subject = registry.manifest("alice/app", "v1").await?;
     assert_eq!(subject.digest, source.digest);
     let size = subject.bytes.len().to_string();
 
@@ -101,7 +137,9 @@ async fn push_and_find() -> anyhow::Result<()> {
             .run([
                 path(&scripts.join("push.py")),
                 &wharf.host,
-                "ns/app",
+                &alice.name,
+                &alice.password,
+                "alice/app",
                 tag,
                 artifact_type,
                 OCI_MANIFEST,
@@ -119,7 +157,7 @@ async fn push_and_find() -> anyhow::Result<()> {
             Some(subject.digest.as_str()),
             "OCI-Subject header on the manifest PUT of {tag}"
         );
-        let manifest = registry.manifest("ns/app", tag).await?;
+        let manifest = registry.manifest("alice/app", tag).await?;
         assert_eq!(
             put["headers"]["docker-content-digest"].as_str(),
             Some(manifest.digest.as_str())
@@ -132,7 +170,7 @@ async fn push_and_find() -> anyhow::Result<()> {
     }
 
     // Unfiltered: both, with artifactType, size and annotations taken from each manifest.
-    let referrers = format!("ns/app/referrers/{}", subject.digest);
+    let referrers = format!("alice/app/referrers/{}", subject.digest);
     let (status, headers, body) = registry.get(&referrers, ACCEPT_ALL).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(header(&headers, "content-type").as_deref(), Some(OCI_INDEX));
@@ -177,7 +215,7 @@ async fn push_and_find() -> anyhow::Result<()> {
     // A subject nobody refers to has an empty list, not a 404.
     let (status, _, body) = registry
         .get(
-            &format!("ns/app/referrers/{}", sha256(b"nothing")),
+            &format!("alice/app/referrers/{}", sha256(b"nothing")),
             ACCEPT_ALL,
         )
         .await?;
@@ -191,7 +229,9 @@ async fn push_and_find() -> anyhow::Result<()> {
         .run([
             path(&scripts.join("pull.py")),
             &wharf.host,
-            &format!("{}/ns/app:sbom", wharf.host),
+            &alice.name,
+            &alice.password,
+            &format!("{}/alice/app:sbom", wharf.host),
             path(&pulled),
         ])
         .await?

@@ -1,6 +1,7 @@
-//! podman: a two-architecture manifest list built with buildah and pushed with
-//! `podman manifest push --all`, once as an OCI index and once as a Docker manifest list, then
-//! read back over HTTP child by child and pulled for one architecture.
+//! podman: `podman login` as a user, then a two-architecture manifest list built with buildah
+//! and pushed with `podman manifest push --all` into the user's namespace, once as an OCI index
+//! and once as a Docker manifest list, then read back over HTTP child by child and pulled for
+//! one architecture.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use anyhow::{Context, ensure};
 
 use crate::processes::Wharf;
 use crate::registry::{DOCKER_LIST, DOCKER_MANIFEST, Manifest, OCI_INDEX, OCI_MANIFEST, Registry};
-use crate::tools::{Tool, bounded, path};
+use crate::tools::{Stdin, Tool, bounded, path};
 
 const ARCHES: [&str; 2] = ["amd64", "arm64"];
 
@@ -31,9 +32,18 @@ fn storage_args(dir: &Path) -> Vec<String> {
 }
 
 /// podman on the storage under `dir`, with libpod's state and network configuration there too
-/// rather than in /run, which other podman users on the machine share.
-fn podman_on(dir: &Path) -> anyhow::Result<Tool> {
+/// rather than in /run, which other podman users on the machine share. Its credentials live in
+/// `dir/auth.json` (`podman login` writes there, push and pull read it) rather than in
+/// /run/containers, so every test logs in for itself.
+pub fn podman_on(dir: &Path) -> anyhow::Result<Tool> {
+    // podman refuses to start when REGISTRY_AUTH_FILE names a missing file.
+    let auth = dir.join("auth.json");
+    std::fs::create_dir_all(dir)?;
+    if !auth.exists() {
+        std::fs::write(&auth, "{}")?;
+    }
     Ok(Tool::new("podman", "podman")?
+        .with_env("REGISTRY_AUTH_FILE", &auth)
         .with_args(storage_args(dir))
         .with_args([
             "--tmpdir",
@@ -43,6 +53,29 @@ fn podman_on(dir: &Path) -> anyhow::Result<Tool> {
         ]))
 }
 
+/// `podman login` to `host` as `user`, the password on stdin.
+async fn login(podman: &Tool, host: &str, user: &crate::processes::User) -> anyhow::Result<()> {
+    let out = podman
+        .run_with_stdin(
+            [
+                "login",
+                "--tls-verify=false",
+                "--username",
+                &user.name,
+                "--password-stdin",
+                host,
+            ],
+            Stdin::Bytes(user.password.as_bytes()),
+        )
+        .await?;
+    ensure!(
+        out.stdout.contains("Login Succeeded"),
+        "podman login said:\n{}",
+        out.stdout
+    );
+    Ok(())
+}
+
 async fn multi_arch() -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let work = work.path();
@@ -50,7 +83,8 @@ async fn multi_arch() -> anyhow::Result<()> {
     let buildah = Tool::new("buildah", "buildah")?.with_args(&storage);
     let podman = podman_on(&work.join("build"))?;
     let wharf = Wharf::start(work).await?;
-    let registry = wharf.registry();
+    let alice = wharf.create_user("alice").await?;
+    let registry = wharf.registry(&alice);
 
     let list = "localhost/e2e-multi:1";
     podman.run(["manifest", "create", list]).await?;
@@ -77,6 +111,7 @@ async fn multi_arch() -> anyhow::Result<()> {
             .await?;
     }
 
+    login(&podman, &wharf.host, &alice).await?;
     for (tag, format, list_type, child_type) in [
         ("1", "oci", OCI_INDEX, OCI_MANIFEST),
         ("1-docker", "v2s2", DOCKER_LIST, DOCKER_MANIFEST),
@@ -93,11 +128,11 @@ async fn multi_arch() -> anyhow::Result<()> {
                 "--digestfile",
                 path(&digest_file),
                 list,
-                &format!("docker://{}/ns/multi:{tag}", wharf.host),
+                &format!("docker://{}/alice/multi:{tag}", wharf.host),
             ])
             .await?;
         let pushed = std::fs::read_to_string(&digest_file)?.trim().to_string();
-        let served = registry.manifest("ns/multi", tag).await?;
+        let served = registry.manifest("alice/multi", tag).await?;
         assert_eq!(
             served.digest, pushed,
             "{format} list: digest pushed vs. served"
@@ -108,16 +143,17 @@ async fn multi_arch() -> anyhow::Result<()> {
             .with_context(|| format!("children of the {format} list"))?;
     }
 
-    // Pull one architecture into fresh storage: the image ID podman reports is the config
-    // digest, which must be the one the arm64 child names.
-    let oci_list = registry.manifest("ns/multi", "1").await?;
+    // Pull one architecture into fresh storage, logged in afresh: the image ID podman reports is
+    // the config digest, which must be the one the arm64 child names.
+    let oci_list = registry.manifest("alice/multi", "1").await?;
     let arm64 = child_for(&oci_list, "arm64")?;
-    let arm64 = registry.manifest("ns/multi", &arm64).await?;
+    let arm64 = registry.manifest("alice/multi", &arm64).await?;
     let config = arm64.json["config"]["digest"]
         .as_str()
         .context("arm64 child without config")?;
     let puller = podman_on(&work.join("pull"))?;
-    let reference = format!("{}/ns/multi:1", wharf.host);
+    login(&puller, &wharf.host, &alice).await?;
+    let reference = format!("{}/alice/multi:1", wharf.host);
     puller
         .run(["pull", "--tls-verify=false", "--arch", "arm64", &reference])
         .await?;
@@ -130,7 +166,7 @@ async fn multi_arch() -> anyhow::Result<()> {
         config,
         "pulled arm64 image ID"
     );
-    Ok(())
+    wharf.assert_clean_log()
 }
 
 /// Both architectures are listed, and each child, its config and its layers are served by
@@ -152,7 +188,7 @@ async fn check_children(
     for child in children {
         let digest = child["digest"].as_str().context("child without digest")?;
         let arch = child["platform"]["architecture"].as_str().unwrap_or("?");
-        let manifest = registry.manifest("ns/multi", digest).await?;
+        let manifest = registry.manifest("alice/multi", digest).await?;
         assert_eq!(manifest.media_type, child_type, "{arch} child media type");
         assert_eq!(
             child["mediaType"].as_str(),
@@ -170,10 +206,10 @@ async fn check_children(
             "{arch} child has {blobs:?}, not config + 1 layer"
         );
         for blob in &blobs {
-            registry.blob("ns/multi", blob).await?;
+            registry.blob("alice/multi", blob).await?;
         }
         let config: serde_json::Value =
-            serde_json::from_slice(&registry.blob("ns/multi", &blobs[0]).await?)?;
+            serde_json::from_slice(&registry.blob("alice/multi", &blobs[0]).await?)?;
         assert_eq!(
             config["architecture"].as_str(),
             Some(arch),

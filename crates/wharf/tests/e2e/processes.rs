@@ -7,6 +7,9 @@
 //! take the port in between; the server then exits saying so and is started again on a fresh
 //! port. Readiness is the server's own "listening" log line, which it writes only after it has
 //! bound, so a foreign server that grabbed the port can never pass for ours.
+//!
+//! Wharf needs a registry token on every `/v2` request; [`Wharf::create_user`] makes users with
+//! `wharf admin create-user`, as an operator does, whose credentials the clients then get.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -16,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::registry::Registry;
-use crate::tools::{Tool, require};
+use reqwest::StatusCode;
+
+use crate::registry::{Registry, header};
+use crate::tools::{Stdin, Tool, require};
 
 /// How long a registry may take to start listening.
 const REGISTRY_START: Duration = Duration::from_secs(20);
@@ -143,15 +148,28 @@ async fn start_on_free_port(
     bail!("{name} lost the race for a free port {PORT_ATTEMPTS} times")
 }
 
-/// Waits until `GET http://host/v2/` answers 200.
-async fn wait_for_v2(name: &str, host: &str) -> anyhow::Result<()> {
-    let registry = Registry::new(host);
+/// Waits until `GET http://host/v2/` without credentials answers `expected`: 200 from an
+/// anonymous registry, 401 with a `Bearer` challenge from one that wants tokens.
+async fn wait_for_v2(name: &str, host: &str, expected: StatusCode) -> anyhow::Result<()> {
+    let url = format!("http://{host}/v2/");
     let deadline = Instant::now() + REGISTRY_START;
     loop {
-        match registry.get("", "application/json").await {
-            Ok((status, _, _)) if status.is_success() => return Ok(()),
-            Ok((status, _, _)) if Instant::now() > deadline => {
-                bail!("{name} answers GET /v2/ with {status}")
+        let answer = reqwest::get(&url)
+            .await
+            .with_context(|| format!("GET {url}"))
+            .map(|r| (r.status(), header(r.headers(), "www-authenticate")));
+        match answer {
+            Ok((status, challenge))
+                if status == expected
+                    && (status != StatusCode::UNAUTHORIZED
+                        || challenge
+                            .as_deref()
+                            .is_some_and(|c| c.starts_with("Bearer realm="))) =>
+            {
+                return Ok(());
+            }
+            Ok((status, challenge)) if Instant::now() > deadline => {
+                bail!("{name} answers GET /v2/ with {status} (challenge {challenge:?})")
             }
             Err(e) if Instant::now() > deadline => {
                 return Err(e.context(format!("{name} GET /v2/")));
@@ -164,8 +182,22 @@ async fn wait_for_v2(name: &str, host: &str) -> anyhow::Result<()> {
 /// The `wharf` binary under test, serving on its own data directory.
 pub struct Wharf {
     daemon: Daemon,
+    data: PathBuf,
     /// `127.0.0.1:PORT`, as image references spell a registry.
     pub host: String,
+}
+
+/// A Wharf user: what clients are given to log in with.
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+impl User {
+    /// `name:password`, as skopeo's and podman's `--creds` take it.
+    pub fn creds(&self) -> String {
+        format!("{}:{}", self.name, self.password)
+    }
 }
 
 impl Wharf {
@@ -195,11 +227,52 @@ impl Wharf {
         )
         .await?;
         let host = format!("127.0.0.1:{port}");
-        wait_for_v2("wharf", &host).await?;
-        Ok(Wharf { daemon, host })
+        wait_for_v2("wharf", &host, StatusCode::UNAUTHORIZED).await?;
+        Ok(Wharf { daemon, data, host })
     }
 
-    pub fn registry(&self) -> Registry {
+    /// Creates user `name` (password `<name>-e2e-password`) with `wharf admin create-user`
+    /// on the running server's data directory.
+    pub async fn create_user(&self, name: &str) -> anyhow::Result<User> {
+        let password = format!("{name}-e2e-password");
+        let email = format!("{name}@example.com");
+        let wharf = Tool::at(env!("CARGO_BIN_EXE_wharf").into())
+            .with_env("WHARF_LOG", "warn")
+            .with_env("NO_COLOR", "1")
+            .without_env("WHARF_CONFIG_DIR")
+            .without_env("WHARF_DATA_DIR");
+        let out = wharf
+            .run_with_stdin(
+                [
+                    "admin",
+                    "create-user",
+                    name,
+                    "--email",
+                    &email,
+                    "--data-dir",
+                    crate::tools::path(&self.data),
+                ],
+                Stdin::Bytes(format!("{password}\n").as_bytes()),
+            )
+            .await?;
+        anyhow::ensure!(
+            out.stdout.trim() == format!("created user {name}"),
+            "wharf admin create-user printed {:?}",
+            out.stdout
+        );
+        Ok(User {
+            name: name.to_string(),
+            password,
+        })
+    }
+
+    /// HTTP access to what Wharf serves, as `user`.
+    pub fn registry(&self, user: &User) -> Registry {
+        Registry::with_credentials(&self.host, &user.name, &user.password)
+    }
+
+    /// HTTP access without credentials.
+    pub fn anonymous(&self) -> Registry {
         Registry::new(&self.host)
     }
 
@@ -260,7 +333,7 @@ http:
         )
         .await?;
         let host = format!("127.0.0.1:{port}");
-        wait_for_v2("distribution", &host).await?;
+        wait_for_v2("distribution", &host, StatusCode::OK).await?;
         Ok(Distribution {
             _daemon: daemon,
             host,

@@ -1,5 +1,6 @@
-//! skopeo: a two-layer umoci image pushed as OCI and as Docker schema 2, inspected, listed and
-//! copied back out byte for byte.
+//! skopeo: a two-layer umoci image pushed as OCI and as Docker schema 2 into a user's own
+//! namespace, inspected, listed and copied back out byte for byte, with the user's credentials
+//! (`--dest-creds`, `--src-creds`, `--creds`); skopeo does the token dance itself.
 
 use anyhow::{Context, ensure};
 
@@ -20,7 +21,9 @@ async fn round_trip() -> anyhow::Result<()> {
     let work = work.path();
     let source = images::two_layer_image(work, "source", "v1").await?;
     let wharf = Wharf::start(work).await?;
-    let registry = wharf.registry();
+    let alice = wharf.create_user("alice").await?;
+    let creds = alice.creds();
+    let registry = wharf.registry(&alice);
 
     let src = source.manifest("v1")?;
     let src_blobs = src.blob_digests();
@@ -30,12 +33,14 @@ async fn round_trip() -> anyhow::Result<()> {
     );
 
     // OCI in: the manifest must arrive unchanged.
-    let oci_ref = format!("docker://{}/ns/img:v1", wharf.host);
+    let oci_ref = format!("docker://{}/alice/img:v1", wharf.host);
     let digest_file = work.join("oci.digest");
     skopeo
         .run([
             "copy",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
             "--digestfile",
             path(&digest_file),
             &source.reference("v1"),
@@ -44,18 +49,25 @@ async fn round_trip() -> anyhow::Result<()> {
         .await?;
     assert_eq!(std::fs::read_to_string(&digest_file)?.trim(), src.digest);
     let raw = skopeo
-        .run(["inspect", "--raw", "--tls-verify=false", &oci_ref])
+        .run([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &oci_ref,
+        ])
         .await?
         .stdout;
     assert_eq!(sha256(raw.as_bytes()), src.digest, "skopeo inspect --raw");
     assert_eq!(raw.as_bytes(), source.blob(&src.digest)?, "manifest bytes");
 
-    let served = registry.manifest("ns/img", "v1").await?;
+    let served = registry.manifest("alice/img", "v1").await?;
     assert_eq!(served.digest, src.digest);
     assert_eq!(served.media_type, OCI_MANIFEST);
     for digest in &src_blobs {
         assert_eq!(
-            registry.blob("ns/img", digest).await?,
+            registry.blob("alice/img", digest).await?,
             source.blob(digest)?,
             "blob {digest} as served"
         );
@@ -69,6 +81,8 @@ async fn round_trip() -> anyhow::Result<()> {
         .run([
             "copy",
             "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
             &oci_ref,
             &out.reference("v1"),
         ])
@@ -85,7 +99,7 @@ async fn round_trip() -> anyhow::Result<()> {
     }
 
     // Docker schema 2 in: skopeo converts the manifest but keeps config and layers as they are.
-    let docker_ref = format!("docker://{}/ns/img-docker:v1", wharf.host);
+    let docker_ref = format!("docker://{}/alice/img-docker:v1", wharf.host);
     let digest_file = work.join("v2s2.digest");
     skopeo
         .run([
@@ -93,6 +107,8 @@ async fn round_trip() -> anyhow::Result<()> {
             "--format",
             "v2s2",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
             "--digestfile",
             path(&digest_file),
             &source.reference("v1"),
@@ -100,7 +116,7 @@ async fn round_trip() -> anyhow::Result<()> {
         ])
         .await?;
     let pushed = std::fs::read_to_string(&digest_file)?.trim().to_string();
-    let served = registry.manifest("ns/img-docker", "v1").await?;
+    let served = registry.manifest("alice/img-docker", "v1").await?;
     assert_eq!(served.media_type, DOCKER_MANIFEST);
     assert_eq!(
         served.digest, pushed,
@@ -112,7 +128,14 @@ async fn round_trip() -> anyhow::Result<()> {
     );
     assert_eq!(served.blob_digests(), src_blobs);
     let raw = skopeo
-        .run(["inspect", "--raw", "--tls-verify=false", &docker_ref])
+        .run([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &docker_ref,
+        ])
         .await?
         .stdout;
     assert_eq!(raw.as_bytes(), served.bytes, "skopeo inspect --raw");
@@ -124,6 +147,8 @@ async fn round_trip() -> anyhow::Result<()> {
         .run([
             "copy",
             "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
             &docker_ref,
             &format!("dir:{}", out_dir.display()),
         ])
@@ -138,25 +163,31 @@ async fn round_trip() -> anyhow::Result<()> {
     }
 
     // A second tag, copied registry to registry, and the tag list.
-    let latest = format!("docker://{}/ns/img:latest", wharf.host);
+    let latest = format!("docker://{}/alice/img:latest", wharf.host);
     skopeo
         .run([
             "copy",
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
+            "--src-creds",
+            &creds,
+            "--dest-creds",
+            &creds,
             &oci_ref,
             &latest,
         ])
         .await?;
     assert_eq!(
-        registry.manifest("ns/img", "latest").await?.digest,
+        registry.manifest("alice/img", "latest").await?.digest,
         src.digest
     );
     let listed = skopeo
         .run([
             "list-tags",
             "--tls-verify=false",
-            &format!("docker://{}/ns/img", wharf.host),
+            "--creds",
+            &creds,
+            &format!("docker://{}/alice/img", wharf.host),
         ])
         .await?
         .stdout;

@@ -1,5 +1,7 @@
 //! skopeo sync between Wharf and CNCF Distribution 2.8: every tag of a repository mirrored from
 //! Distribution into Wharf and from Wharf back into Distribution, digests equal in all three.
+//! Distribution is anonymous; on Wharf the mirror lands in a user's namespace, written and read
+//! with the user's credentials.
 
 use anyhow::Context;
 
@@ -19,6 +21,8 @@ async fn mirror() -> anyhow::Result<()> {
     let work = work.path();
     let distribution = Distribution::start(work).await?;
     let wharf = Wharf::start(work).await?;
+    let alice = wharf.create_user("alice").await?;
+    let creds = alice.creds();
     let d = &distribution.host;
     let w = &wharf.host;
 
@@ -48,10 +52,18 @@ async fn mirror() -> anyhow::Result<()> {
             .await?;
     }
 
-    // Distribution → Wharf (lands in mirror/repo), then Wharf → Distribution (back/repo).
-    for (from, to) in [
-        (format!("{d}/repo"), format!("{w}/mirror")),
-        (format!("{w}/mirror/repo"), format!("{d}/back")),
+    // Distribution → Wharf (lands in alice/mirror/repo), then Wharf → Distribution (back/repo).
+    for (from, to, creds) in [
+        (
+            format!("{d}/repo"),
+            format!("{w}/alice/mirror"),
+            ["--dest-creds", &creds],
+        ),
+        (
+            format!("{w}/alice/mirror/repo"),
+            format!("{d}/back"),
+            ["--src-creds", &creds],
+        ),
     ] {
         skopeo
             .run([
@@ -62,6 +74,8 @@ async fn mirror() -> anyhow::Result<()> {
                 "docker",
                 "--src-tls-verify=false",
                 "--dest-tls-verify=false",
+                creds[0],
+                creds[1],
                 &from,
                 &to,
             ])
@@ -70,11 +84,12 @@ async fn mirror() -> anyhow::Result<()> {
 
     let places = [
         (d, "repo", "Distribution, the original"),
-        (w, "mirror/repo", "Wharf, the mirror"),
+        (w, "alice/mirror/repo", "Wharf, the mirror"),
         (d, "back/repo", "Distribution, synced back"),
     ];
     for (host, name, label) in places {
-        let tags = list_tags(&skopeo, &format!("{host}/{name}")).await?;
+        let creds = (host == w).then_some(creds.as_str());
+        let tags = list_tags(&skopeo, &format!("{host}/{name}"), creds).await?;
         assert_eq!(tags, ["latest", "v1", "v2"], "tags in {label}");
     }
 
@@ -87,7 +102,11 @@ async fn mirror() -> anyhow::Result<()> {
         };
         assert_eq!(original.media_type, expected_type, "{tag} in Distribution");
         for (host, name, label) in &places[1..] {
-            let registry = Registry::new(host);
+            let registry = if *host == w {
+                wharf.registry(&alice)
+            } else {
+                Registry::new(host)
+            };
             let copy = registry.manifest(name, tag).await?;
             assert_eq!(copy.digest, original.digest, "{tag} in {label}");
             assert_eq!(copy.bytes, original.bytes, "{tag} bytes in {label}");
@@ -111,15 +130,15 @@ async fn mirror() -> anyhow::Result<()> {
     wharf.assert_clean_log()
 }
 
-async fn list_tags(skopeo: &Tool, repo: &str) -> anyhow::Result<Vec<String>> {
-    let out = skopeo
-        .run([
-            "list-tags",
-            "--tls-verify=false",
-            &format!("docker://{repo}"),
-        ])
-        .await?
-        .stdout;
+/// The sorted tags of `repo` (`host/name`), listed with `creds` (`user:password`) if given.
+async fn list_tags(skopeo: &Tool, repo: &str, creds: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut args = vec!["list-tags", "--tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend(["--creds", creds]);
+    }
+    let reference = format!("docker://{repo}");
+    args.push(&reference);
+    let out = skopeo.run(args).await?.stdout;
     let listed: serde_json::Value = serde_json::from_str(&out)?;
     let mut tags: Vec<String> = listed["Tags"]
         .as_array()

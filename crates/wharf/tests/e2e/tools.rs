@@ -66,11 +66,7 @@ pub async fn oras_python() -> anyhow::Result<Tool> {
     if !is_executable(&python) {
         bail!("no Python virtualenv at {}: {advice}", venv.display());
     }
-    let tool = Tool {
-        program: python,
-        args: Vec::new(),
-        envs: Vec::new(),
-    };
+    let tool = Tool::at(python);
     tool.run(["-c", "import oras.client"])
         .await
         .with_context(|| format!("the virtualenv cannot import oras: {advice}"))?;
@@ -87,22 +83,44 @@ pub struct Output {
     pub stdout: String,
 }
 
+/// What a command reads on its standard input.
+pub enum Stdin<'a> {
+    Null,
+    /// These bytes, then end of file (passwords for `--password-stdin`).
+    Bytes(&'a [u8]),
+}
+
+/// How a command ended, with both output streams.
+struct Finished {
+    line: String,
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
 /// A program with the arguments and environment every invocation of it shares.
 #[derive(Clone)]
 pub struct Tool {
     program: PathBuf,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    removed: Vec<OsString>,
 }
 
 impl Tool {
     /// The tool `name` from PATH; fails naming `package` when it is missing.
     pub fn new(name: &str, package: &str) -> anyhow::Result<Tool> {
-        Ok(Tool {
-            program: require(name, package)?,
+        Ok(Tool::at(require(name, package)?))
+    }
+
+    /// The program at `program`, which is not looked up on PATH.
+    pub fn at(program: PathBuf) -> Tool {
+        Tool {
+            program,
             args: Vec::new(),
             envs: Vec::new(),
-        })
+            removed: Vec::new(),
+        }
     }
 
     /// Adds arguments that come before those of every `run`.
@@ -123,6 +141,12 @@ impl Tool {
         self
     }
 
+    /// Clears an environment variable for every `run`.
+    pub fn without_env(mut self, key: impl AsRef<OsStr>) -> Tool {
+        self.removed.push(key.as_ref().to_owned());
+        self
+    }
+
     /// Runs the tool and fails unless it exits 0 within the step timeout. Errors carry the
     /// command line and both output streams.
     pub async fn run<I, S>(&self, args: I) -> anyhow::Result<Output>
@@ -130,19 +154,57 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.run_with_stdin(args, None).await
+        self.run_with_stdin(args, Stdin::Null).await
     }
 
-    /// Like `run`, with `stdin` piped from a file.
-    pub async fn run_with_stdin<I, S>(
-        &self,
-        args: I,
-        stdin: Option<&Path>,
-    ) -> anyhow::Result<Output>
+    /// Like `run`, with something on standard input.
+    pub async fn run_with_stdin<I, S>(&self, args: I, stdin: Stdin<'_>) -> anyhow::Result<Output>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let done = self.exec(args, stdin).await?;
+        if !done.status.success() {
+            bail!(
+                "`{}` exited with {}\n--- stdout\n{}\n--- stderr\n{}",
+                done.line,
+                done.status,
+                done.stdout,
+                done.stderr
+            );
+        }
+        Ok(Output {
+            stdout: done.stdout,
+        })
+    }
+
+    /// Runs the tool expecting it to fail: errors if it exits 0, returns its stdout and
+    /// stderr together (tools differ in where they report) otherwise.
+    pub async fn run_failing<I, S>(&self, args: I, stdin: Stdin<'_>) -> anyhow::Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let done = self.exec(args, stdin).await?;
+        if done.status.success() {
+            bail!(
+                "`{}` succeeded but must fail\n--- stdout\n{}\n--- stderr\n{}",
+                done.line,
+                done.stdout,
+                done.stderr
+            );
+        }
+        Ok(format!("{}{}", done.stdout, done.stderr))
+    }
+
+    /// Runs the tool within the step timeout, whatever its exit status.
+    async fn exec<I, S>(&self, args: I, stdin: Stdin<'_>) -> anyhow::Result<Finished>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        use tokio::io::AsyncWriteExt;
+
         let args: Vec<OsString> = self
             .args
             .iter()
@@ -154,34 +216,40 @@ impl Tool {
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ");
-        let stdin = match stdin {
-            Some(path) => Stdio::from(
-                std::fs::File::open(path)
-                    .with_context(|| format!("cannot open {}", path.display()))?,
-            ),
-            None => Stdio::null(),
+        let (stdio, input) = match stdin {
+            Stdin::Null => (Stdio::null(), None),
+            Stdin::Bytes(bytes) => (Stdio::piped(), Some(bytes.to_vec())),
         };
-        let child = tokio::process::Command::new(&self.program)
+        let mut command = tokio::process::Command::new(&self.program);
+        for key in &self.removed {
+            command.env_remove(key);
+        }
+        let mut child = command
             .args(&args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .stdin(stdin)
+            .stdin(stdio)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
+        if let Some(input) = input {
+            let mut pipe = child.stdin.take().context("no stdin pipe")?;
+            pipe.write_all(&input)
+                .await
+                .with_context(|| format!("cannot write to the stdin of `{line}`"))?;
+            // Dropping the pipe closes it: the tool sees end of file.
+            drop(pipe);
+        }
         let output = tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output())
             .await
             .map_err(|_| anyhow::anyhow!("`{line}` did not finish within {STEP_TIMEOUT:?}"))?
             .with_context(|| format!("`{line}` failed to run"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if !output.status.success() {
-            bail!(
-                "`{line}` exited with {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-                output.status
-            );
-        }
-        Ok(Output { stdout })
+        Ok(Finished {
+            line,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
     }
 }

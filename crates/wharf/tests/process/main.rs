@@ -3,6 +3,12 @@
 //! Crash safety: the binary is killed with SIGKILL in the middle of chunked uploads
 //! and manifest pushes, then restarted on the same data. Nothing half-written may be visible,
 //! nothing may reference missing bytes, and interrupted uploads resume (or start over) cleanly.
+//!
+//! Every `/v2` request needs a registry token. The tests create a user with
+//! `wharf admin create-user` and ask `GET /v2/auth` for a token as that user, with Basic
+//! credentials, the way a client does; they push into the user's own namespace, where a push
+//! creates the repository. A token names the server's `host:port` as its audience, so a
+//! restarted server (on a new port) needs new tokens.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -51,8 +57,14 @@ impl Wharf {
                     eprintln!("wharf exited early with {status}; retrying on another port");
                     break;
                 }
+                // Without a token, `/v2/` is refused with a challenge naming this server's
+                // token endpoint: only our wharf answers that.
                 if let Ok(r) = reqwest::get(format!("{base}/v2/")).await
-                    && r.status() == 200
+                    && r.status() == 401
+                    && r.headers()
+                        .get("www-authenticate")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains(&format!("realm=\"{base}/v2/auth\"")))
                 {
                     return Wharf { child, base };
                 }
@@ -62,6 +74,34 @@ impl Wharf {
             let _ = child.wait();
         }
         panic!("wharf did not become ready");
+    }
+
+    /// `127.0.0.1:PORT`: the service registry tokens are issued for.
+    fn host(&self) -> &str {
+        self.base.strip_prefix("http://").unwrap()
+    }
+
+    /// A registry token for `user` from `GET /v2/auth`, asking for pull and push on each of
+    /// `repos` (names inside the user's namespace); no repositories: a token that only
+    /// identifies the user (enough for `/v2/` and the catalog).
+    async fn token(&self, user: &User, repos: &[&str]) -> String {
+        let mut query = vec![("service".to_string(), self.host().to_string())];
+        for repo in repos {
+            query.push((
+                "scope".to_string(),
+                format!("repository:{}/{repo}:pull,push", user.name),
+            ));
+        }
+        token_response(&self.base, Some(user), &query).await
+    }
+
+    /// A token for `user` that may only pull `repo` (a full name).
+    async fn pull_token(&self, user: &User, repo: &str) -> String {
+        let query = [
+            ("service".to_string(), self.host().to_string()),
+            ("scope".to_string(), format!("repository:{repo}:pull")),
+        ];
+        token_response(&self.base, Some(user), &query).await
     }
 
     /// SIGKILL: no graceful shutdown, no flushing.
@@ -78,6 +118,80 @@ impl Drop for Wharf {
     }
 }
 
+/// A user made with `wharf admin create-user`.
+struct User {
+    name: String,
+    password: String,
+}
+
+/// Creates user `name` with the CLI on the installation `location` names (`--data-dir D` or
+/// `--config-dir C`), as an operator would; a server may be running on it.
+fn create_user(location: &[&std::ffi::OsStr], name: &str) -> User {
+    use std::io::Write;
+    let password = format!("{name}-process-password");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["admin", "create-user", name, "--email"])
+        .arg(format!("{name}@example.com"))
+        .args(location)
+        .env("WHARF_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the wharf binary starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "wharf admin create-user {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    User {
+        name: name.to_string(),
+        password,
+    }
+}
+
+/// `GET /v2/auth` with `query`, as `user` (Basic) or anonymously; the token of a 200 answer.
+async fn token_response(base: &str, user: Option<&User>, query: &[(String, String)]) -> String {
+    let mut request = client().get(with_query(&format!("{base}/v2/auth"), query));
+    if let Some(user) = user {
+        request = request.basic_auth(&user.name, Some(&user.password));
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "GET /v2/auth {query:?}: {body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// `url?k=v&…` with keys and values percent-encoded (everything but RFC 3986's unreserved
+/// characters).
+fn with_query<K: AsRef<str>, V: AsRef<str>>(url: &str, query: &[(K, V)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let pairs: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k.as_ref()), encode(v.as_ref())))
+        .collect();
+    if pairs.is_empty() {
+        url.to_string()
+    } else {
+        format!("{url}?{}", pairs.join("&"))
+    }
+}
+
 fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(60))
@@ -91,12 +205,14 @@ fn payload(n: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Pulls every tag of every repository and checks each manifest and blob against its digest.
-/// Returns the number of blobs verified.
-async fn verify_everything(base: &str) -> usize {
+/// Pulls every tag of every repository `user` sees and checks each manifest and blob against
+/// its digest. Returns the number of blobs verified.
+async fn verify_everything(wharf: &Wharf, user: &User) -> usize {
     let c = client();
+    let base = &wharf.base;
     let catalog: Value = c
         .get(format!("{base}/v2/_catalog"))
+        .bearer_auth(wharf.token(user, &[]).await)
         .send()
         .await
         .unwrap()
@@ -106,8 +222,10 @@ async fn verify_everything(base: &str) -> usize {
     let mut verified = 0;
     for repo in catalog["repositories"].as_array().unwrap() {
         let repo = repo.as_str().unwrap();
+        let token = wharf.pull_token(user, repo).await;
         let tags: Value = c
             .get(format!("{base}/v2/{repo}/tags/list"))
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap()
@@ -120,6 +238,7 @@ async fn verify_everything(base: &str) -> usize {
                     "{base}/v2/{repo}/manifests/{}",
                     tag.as_str().unwrap()
                 ))
+                .bearer_auth(&token)
                 .send()
                 .await
                 .unwrap();
@@ -141,6 +260,7 @@ async fn verify_everything(base: &str) -> usize {
                 let d: Digest = b["digest"].as_str().unwrap().parse().unwrap();
                 let r = c
                     .get(format!("{base}/v2/{repo}/blobs/{d}"))
+                    .bearer_auth(&token)
                     .send()
                     .await
                     .unwrap();
@@ -183,19 +303,24 @@ async fn verify_storage(data: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_chunked_upload_then_resume() {
     let dir = tempfile::tempdir().unwrap();
+    let user = create_user(&["--data-dir".as_ref(), dir.path().as_os_str()], "acme");
     let wharf = Wharf::start(dir.path()).await;
+    let token = wharf.token(&user, &["big"]).await;
     let c = client();
     let first = payload(5 << 20, 1);
     let second = payload(7 << 20, 2);
 
     let r = c
         .post(format!("{}/v2/acme/big/blobs/uploads/", wharf.base))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let r = c
         .patch(format!("{}{location}", wharf.base))
+        .bearer_auth(&token)
         .body(first.clone())
         .send()
         .await
@@ -216,7 +341,14 @@ async fn sigkill_during_a_chunked_upload_then_resume() {
         }
     }));
     let url = format!("{}{location}", wharf.base);
-    let in_flight = tokio::spawn(async move { client().patch(url).body(stalled).send().await });
+    let in_flight = tokio::spawn(async move {
+        client()
+            .patch(url)
+            .bearer_auth(token)
+            .body(stalled)
+            .send()
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(800)).await;
     wharf.kill();
     assert!(
@@ -225,8 +357,10 @@ async fn sigkill_during_a_chunked_upload_then_resume() {
     );
 
     let wharf = Wharf::start(dir.path()).await;
+    let token = wharf.token(&user, &["big", "again"]).await;
     let r = c
         .get(format!("{}{location}", wharf.base))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -241,6 +375,7 @@ async fn sigkill_during_a_chunked_upload_then_resume() {
     let second = payload(7 << 20, 2);
     let r = c
         .patch(format!("{}{location}", wharf.base))
+        .bearer_auth(&token)
         .header("content-range", format!("{}-{}", 5 << 20, (12 << 20) - 1))
         .body(second.clone())
         .send()
@@ -252,12 +387,14 @@ async fn sigkill_during_a_chunked_upload_then_resume() {
     let digest = Digest::sha256_of(&whole);
     let r = c
         .put(format!("{}{location}?digest={digest}", wharf.base))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let r = c
         .get(format!("{}/v2/acme/big/blobs/{digest}", wharf.base))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -269,6 +406,7 @@ async fn sigkill_during_a_chunked_upload_then_resume() {
             "{}/v2/acme/again/blobs/uploads/?digest={digest}",
             wharf.base
         ))
+        .bearer_auth(&token)
         .body(whole)
         .send()
         .await
@@ -281,13 +419,16 @@ async fn sigkill_during_a_chunked_upload_then_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_manifest_pushes_leaves_consistent_data() {
     let dir = tempfile::tempdir().unwrap();
+    let user = create_user(&["--data-dir".as_ref(), dir.path().as_os_str()], "crash");
     let wharf = Wharf::start(dir.path()).await;
     let base = wharf.base.clone();
+    let token = wharf.token(&user, &["repo0", "repo1"]).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut pushers = Vec::new();
     for worker in 0..4u8 {
         let base = base.clone();
         let stop = stop.clone();
+        let token = token.clone();
         pushers.push(tokio::spawn(async move {
             let c = client();
             let mut pushed = 0u32;
@@ -304,7 +445,7 @@ async fn sigkill_during_manifest_pushes_leaves_consistent_data() {
                     (&own, "application/vnd.oci.image.layer.v1.tar"),
                 ] {
                     let d = Digest::sha256_of(blob);
-                    let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}")).body(blob.clone()).send().await;
+                    let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}")).bearer_auth(&token).body(blob.clone()).send().await;
                     ok &= matches!(r, Ok(ref r) if r.status() == 201);
                     descriptors.push(json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}));
                 }
@@ -315,6 +456,7 @@ async fn sigkill_during_manifest_pushes_leaves_consistent_data() {
                     "config": descriptors[0], "layers": [descriptors[1], descriptors[2]]});
                 let r = c
                     .put(format!("{base}/v2/{repo}/manifests/w{worker}-{pushed}"))
+                    .bearer_auth(&token)
                     .header("content-type", "application/vnd.oci.image.manifest.v1+json")
                     .body(serde_json::to_vec(&manifest).unwrap())
                     .send()
@@ -337,7 +479,7 @@ async fn sigkill_during_manifest_pushes_leaves_consistent_data() {
     assert!(total > 0, "some pushes completed before the kill");
 
     let wharf = Wharf::start(dir.path()).await;
-    let verified = verify_everything(&wharf.base).await;
+    let verified = verify_everything(&wharf, &user).await;
     assert!(
         verified >= total as usize * 3,
         "every acknowledged push is complete"
@@ -350,6 +492,7 @@ async fn sigkill_during_manifest_pushes_leaves_consistent_data() {
             "{}/v2/crash/after/blobs/uploads/?digest={d}",
             wharf.base
         ))
+        .bearer_auth(wharf.token(&user, &["after"]).await)
         .body("after the crash")
         .send()
         .await
@@ -360,13 +503,23 @@ async fn sigkill_during_manifest_pushes_leaves_consistent_data() {
 }
 
 /// Pushes `body` monolithically to `acme/app` under `digest`.
-async fn push_blob(c: &Client, base: &str, digest: &Digest, body: Vec<u8>) -> reqwest::Response {
+async fn push_blob(
+    c: &Client,
+    base: &str,
+    token: &str,
+    digest: &Digest,
+    body: Vec<u8>,
+) -> reqwest::Response {
     c.post(format!("{base}/v2/acme/app/blobs/uploads/?digest={digest}"))
+        .bearer_auth(token)
         .body(body)
         .send()
         .await
         .unwrap()
 }
+
+/// `DATABASE_SECRET_KEY` of the tests' Quay-style configurations, which must set one.
+const SECRET_KEY: &str = "process-tests-database-secret-key-0123456789";
 
 /// A small tmpfs mounted for one test and unmounted when dropped.
 struct TinyFs(PathBuf);
@@ -402,29 +555,35 @@ async fn a_full_disk_fails_the_push_and_loses_nothing() {
     std::fs::write(
         config.join("config.yaml"),
         format!(
-            "DB_URI: sqlite:///{}\nDISTRIBUTED_STORAGE_CONFIG:\n  local:\n    - LocalStorage\n    - storage_path: {}\n",
+            "DB_URI: sqlite:///{}\nDATABASE_SECRET_KEY: {SECRET_KEY}\n\
+             DISTRIBUTED_STORAGE_CONFIG:\n  local:\n    - LocalStorage\n    - storage_path: {}\n",
             dir.path().join("wharf.db").display(),
             tiny.0.display()
         ),
     )
     .unwrap();
-    let wharf = Wharf::start_with(&["--config-dir".as_ref(), config.as_os_str()]).await;
+    let location = ["--config-dir".as_ref(), config.as_os_str()];
+    let user = create_user(&location, "acme");
+    let wharf = Wharf::start_with(&location).await;
+    let token = wharf.token(&user, &["app"]).await;
+    let token = token.as_str();
     let c = client();
     let base = &wharf.base;
 
     let kept = payload(2 << 20, 3);
     let kept_digest = Digest::sha256_of(&kept);
-    let r = push_blob(&c, base, &kept_digest, kept.clone()).await;
+    let r = push_blob(&c, base, token, &kept_digest, kept.clone()).await;
     assert_eq!(r.status(), 201);
 
     let big = payload(12 << 20, 4);
     let big_digest = Digest::sha256_of(&big);
-    let r = push_blob(&c, base, &big_digest, big).await;
+    let r = push_blob(&c, base, token, &big_digest, big).await;
     assert_eq!(r.status(), 507);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "UNKNOWN");
     let r = c
         .head(format!("{base}/v2/acme/app/blobs/{big_digest}"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
@@ -433,12 +592,14 @@ async fn a_full_disk_fails_the_push_and_loses_nothing() {
     // A chunked upload that runs out of room keeps what it acknowledged.
     let r = c
         .post(format!("{base}/v2/acme/app/blobs/uploads/"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
     let location = format!("{base}{}", r.headers()["location"].to_str().unwrap());
     let r = c
         .patch(&location)
+        .bearer_auth(token)
         .body(payload(4 << 20, 5))
         .send()
         .await
@@ -446,22 +607,25 @@ async fn a_full_disk_fails_the_push_and_loses_nothing() {
     assert_eq!(r.status(), 202);
     let r = c
         .patch(&location)
+        .bearer_auth(token)
         .body(payload(4 << 20, 6))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 507);
-    let r = c.get(&location).send().await.unwrap();
+    let r = c.get(&location).bearer_auth(token).send().await.unwrap();
     assert_eq!(r.headers()["range"], format!("0-{}", (4 << 20) - 1));
     // Cancelling frees the room; pushes work again.
-    assert_eq!(c.delete(&location).send().await.unwrap().status(), 204);
+    let r = c.delete(&location).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 204);
     let again = payload(3 << 20, 7);
     let again_digest = Digest::sha256_of(&again);
-    let r = push_blob(&c, base, &again_digest, again).await;
+    let r = push_blob(&c, base, token, &again_digest, again).await;
     assert_eq!(r.status(), 201);
 
     let r = c
         .get(format!("{base}/v2/acme/app/blobs/{kept_digest}"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
