@@ -112,15 +112,22 @@ pub async fn put(call: &Call<'_>, name: &str) -> ApiResult {
     let tag = parse_tag(name)?;
     let registry = &call.state.registry;
     if let Some(expiration) = expiration {
-        // Only clearing is possible: Wharf's tags never expire on their own.
-        registry
-            .manifest(&access.repo, &Reference::Tag(tag.clone()))
+        // Unix seconds in the future, or null for "never".
+        let end_ms = match expiration.as_f64() {
+            None => None,
+            Some(secs) if secs * 1000.0 > db::now_ms() as f64 => Some((secs * 1000.0) as i64),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "Could not update tag expiration; the expiration date must be in the future",
+                ));
+            }
+        };
+        if !registry
+            .set_tag_expiration(&access.repo, &tag, end_ms)
             .await
-            .map_err(registry_error)?;
-        if !expiration.is_null() {
-            return Err(ApiError::invalid(
-                "Could not update tag expiration; tag expiration is not supported",
-            ));
+            .map_err(registry_error)?
+        {
+            return Err(ApiError::NotFound);
         }
     }
     if let Some(digest) = digest {

@@ -1,27 +1,21 @@
 //! Data the client holds (one image per blob size) and what each registry must contain before
-//! a scenario runs: images to pull, a repository with many tags, many repositories. Set-up is
-//! done once per registry and is not timed.
+//! a scenario runs: images to pull, a manifest to read (privately and publicly), a repository
+//! with many tags, many repositories. Set-up is done once per registry and is not timed; it
+//! also fetches the tokens the timed reads reuse.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use anyhow::{Context, ensure};
+use anyhow::{Context as _, ensure};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::client::Registry;
 use crate::payload::{Image, Size, sha256_digest};
+use crate::runner::Context;
 use crate::scenario::Work;
 
-/// The repository the manifest HEAD/GET scenarios read (`:latest`).
-pub const MANIFEST_REPO: &str = "bench/manifest";
-/// The repository holding the tag-list fixture.
-pub const TAG_REPO: &str = "bench/tags";
 /// Concurrency of fixture creation.
 const SETUP_CONCURRENCY: usize = 16;
-
-pub fn pull_repo(size: Size) -> String {
-    format!("bench/pull-{}", size.slug())
-}
 
 /// The images of every size the selected scenarios use, generated once.
 pub struct Data {
@@ -53,6 +47,7 @@ impl Data {
 pub struct Prepared {
     pulls: BTreeSet<Size>,
     manifest: bool,
+    public: bool,
     tags: bool,
     catalog: bool,
 }
@@ -60,49 +55,66 @@ pub struct Prepared {
 /// Makes sure the registry holds what `work` reads. Returns a description of what was
 /// created, for the log, or `None` when nothing had to be done.
 pub async fn prepare(
-    registry: &Registry,
-    data: &Data,
+    ctx: &Context,
     prepared: &mut Prepared,
     work: Work,
-    list_size: usize,
 ) -> anyhow::Result<Option<String>> {
+    let (registry, data, names) = (&*ctx.registry, &*ctx.data, &*ctx.names);
+    let list_size = ctx.list_size;
     let start = Instant::now();
     let mut done = Vec::new();
     for size in work.pull_sizes() {
         if prepared.pulls.insert(size) {
-            push_and_verify(registry, &pull_repo(size), data.image(size)?).await?;
+            push_and_verify(registry, &names.pull(size), data.image(size)?).await?;
             done.push(format!("{} image to pull", size.label()));
         }
     }
     match work {
-        Work::ManifestHead | Work::ManifestGet if !prepared.manifest => {
-            push_and_verify(registry, MANIFEST_REPO, data.image(Size::Tiny)?).await?;
+        Work::ManifestHead | Work::ManifestGet | Work::Token if !prepared.manifest => {
+            push_and_verify(registry, &names.manifest(), data.image(Size::Tiny)?).await?;
             prepared.manifest = true;
             done.push("manifest to read".into());
         }
+        Work::ManifestHeadPublic if !prepared.public => {
+            let repo = names.public();
+            push_and_verify(registry, &repo, data.image(Size::Tiny)?).await?;
+            // The client without credentials reads it once: on a token registry this fetches
+            // the anonymous token the timed runs reuse, and fails if the repository is not
+            // public.
+            ctx.anonymous
+                .head_manifest(&repo, "latest")
+                .await
+                .with_context(|| {
+                    format!(
+                        "a client without credentials cannot read {repo}: it must be public \
+                         (scripts/bench makes it public on Wharf)"
+                    )
+                })?;
+            prepared.public = true;
+            done.push(format!("public manifest to read anonymously ({repo})"));
+        }
         Work::TagList if !prepared.tags => {
             let image = data.image(Size::Tiny)?;
-            registry.push_image(TAG_REPO, "t00000", image).await?;
+            let repo = names.tags();
+            let repo = repo.as_str();
+            registry.push_image(repo, "t00000", image).await?;
             futures::stream::iter(1..list_size)
                 .map(|i| async move {
                     registry
-                        .put_manifest(TAG_REPO, &tag_name(i), &image.manifest)
+                        .put_manifest(repo, &tag_name(i), &image.manifest)
                         .await
                 })
                 .buffer_unordered(SETUP_CONCURRENCY)
                 .try_collect::<()>()
                 .await?;
             prepared.tags = true;
-            done.push(format!("{list_size} tags in {TAG_REPO}"));
+            done.push(format!("{list_size} tags in {repo}"));
         }
         Work::Catalog if !prepared.catalog => {
             // One tiny blob per repository (no manifest): two requests per repository.
             let layer = &data.image(Size::Tiny)?.layer;
             futures::stream::iter(0..list_size)
-                .map(|i| async move {
-                    let repo = format!("bench/catalog-{i:05}");
-                    registry.push_monolithic(&repo, layer).await
-                })
+                .map(|i| async move { registry.push_monolithic(&names.catalog(i), layer).await })
                 .buffer_unordered(SETUP_CONCURRENCY)
                 .try_collect::<()>()
                 .await?;

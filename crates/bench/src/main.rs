@@ -2,8 +2,10 @@
 //! or more registries on loopback, repetition by repetition and alternating which registry goes
 //! first, then prints medians, the ratio of the first registry to the second, latency
 //! percentiles and server memory, and writes everything to a JSON file. `scripts/bench` starts
-//! Wharf and Distribution and calls it.
+//! Wharf and Distribution and calls it. Registries that ask for authentication (Bearer tokens
+//! or Basic) get it from `--username`/`--password`, the way `docker` would.
 
+mod auth;
 mod client;
 mod fixtures;
 mod payload;
@@ -19,12 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 
+use crate::auth::Credentials;
 use crate::client::Registry;
 use crate::fixtures::{Data, Prepared, prepare};
 use crate::payload::Size;
-use crate::report::{Report, TargetInfo, num, summarize, table};
+use crate::report::{Report, TargetInfo, auth_cost, num, summarize, table};
 use crate::runner::{Context, RunResult, proc_status_kb};
-use crate::scenario::{Namer, Plan, Scenario, Work};
+use crate::scenario::{Names, Plan, Scenario, Work};
 
 /// Upper bound of the untimed set-up before one scenario (10k repositories take ~25 s on
 /// Distribution here).
@@ -43,6 +46,18 @@ struct Cli {
     /// The server process of a target, as NAME=PID, for idle, per-scenario and peak memory.
     #[arg(long = "pid", value_name = "NAME=PID", value_parser = named)]
     pids: Vec<(String, String)>,
+    /// The user a target's token requests (or Basic authentication) are made as, as
+    /// NAME=USER. Used only if the target answers 401 with a challenge, and sent only to its
+    /// own token realm. Without it, WHARF_BENCH_USERNAME applies to every target.
+    #[arg(long = "username", value_name = "NAME=USER", value_parser = named)]
+    usernames: Vec<(String, String)>,
+    /// The password of a target's user, as NAME=PASSWORD [default: WHARF_BENCH_PASSWORD].
+    #[arg(long = "password", value_name = "NAME=PASSWORD", value_parser = named)]
+    passwords: Vec<(String, String)>,
+    /// Namespace of every repository the scenarios create and read (`NS/manifest`,
+    /// `NS/push-…`); on a registry with access control, one the user may push into.
+    #[arg(long, value_name = "NS", default_value = "bench", value_parser = namespace)]
+    namespace: String,
     /// Repetitions per scenario and target; the table shows medians.
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -83,11 +98,29 @@ fn named(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got {value:?}"))
 }
 
+fn namespace(value: &str) -> Result<String, String> {
+    let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+    let re =
+        regex::Regex::new(&format!("^{component}(?:/{component})*$")).map_err(|e| e.to_string())?;
+    if re.is_match(value) {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "{value:?} is not a repository namespace (lowercase components separated by /)"
+        ))
+    }
+}
+
+const USERNAME_ENV: &str = "WHARF_BENCH_USERNAME";
+const PASSWORD_ENV: &str = "WHARF_BENCH_PASSWORD";
+
 struct Target {
     name: String,
     url: String,
     pid: Option<u32>,
     registry: Arc<Registry>,
+    /// The same registry without credentials, for the anonymous scenarios.
+    anonymous: Arc<Registry>,
     prepared: Prepared,
 }
 
@@ -153,16 +186,30 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(cli.time_limit.unwrap_or(if cli.quick { 60 } else { 300 }));
     let ctx = |t: &Target| Context {
         registry: Arc::clone(&t.registry),
+        anonymous: Arc::clone(&t.anonymous),
         data: Arc::clone(&data),
-        namer: Arc::new(Namer::new()),
+        names: Arc::new(Names::new(&cli.namespace)),
         list_size: plan.list_size,
         time_limit,
     };
     let contexts: Vec<Context> = targets.iter().map(ctx).collect();
     let mut reports = Vec::new();
     for s in &scenarios {
-        for t in &mut targets {
-            let setup = prepare(&t.registry, &data, &mut t.prepared, s.work, plan.list_size);
+        // A scenario that needs a token realm is skipped on registries that never asked for
+        // a token (Distribution without auth has no token endpoint).
+        let runs_on: Vec<bool> = targets
+            .iter()
+            .map(|t| !s.work.needs_token_realm() || t.registry.token_realm().is_some())
+            .collect();
+        for (i, t) in targets.iter_mut().enumerate() {
+            if !runs_on[i] {
+                eprintln!(
+                    "[{}] {}: skipped, the registry asks for no token (no Bearer challenge)",
+                    t.name, s.name
+                );
+                continue;
+            }
+            let setup = prepare(&contexts[i], &mut t.prepared, s.work);
             let done = tokio::time::timeout(SETUP_LIMIT, setup)
                 .await
                 .map_err(|_| anyhow::anyhow!("set-up took more than {SETUP_LIMIT:?}"))
@@ -180,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
             if rep % 2 == 1 {
                 order.reverse();
             }
-            for i in order {
+            for i in order.into_iter().filter(|&i| runs_on[i]) {
                 let t = &targets[i];
                 if !cli.no_sync && s.work.moves_data() {
                     flush_page_cache().await;
@@ -193,7 +240,8 @@ async fn main() -> anyhow::Result<()> {
                 runs[i].push(result);
             }
         }
-        reports.push(summarize(s, runs));
+        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        reports.push(summarize(s, &names, runs));
     }
 
     let report = Report {
@@ -204,12 +252,14 @@ async fn main() -> anyhow::Result<()> {
         blob_concurrency: plan.concurrency,
         list_size: plan.list_size,
         sha256_mb_per_s,
+        namespace: cli.namespace.clone(),
         targets: targets
             .iter()
             .zip(idle_rss)
             .map(|(t, idle)| TargetInfo {
                 name: t.name.clone(),
                 url: t.url.clone(),
+                auth: t.registry.auth_description(),
                 pid: t.pid,
                 idle_rss_kb: idle,
                 peak_rss_kb: t.pid.and_then(|pid| proc_status_kb(pid, "VmHWM")),
@@ -257,6 +307,18 @@ fn targets(cli: &Cli) -> anyhow::Result<Vec<Target>> {
     {
         bail!("--pid {name}=...: there is no --target {name}");
     }
+    for (flag, list) in [
+        ("--username", &cli.usernames),
+        ("--password", &cli.passwords),
+    ] {
+        if let Some((name, _)) = list
+            .iter()
+            .find(|(name, _)| !cli.targets.iter().any(|(t, _)| t == name))
+        {
+            bail!("{flag} {name}=...: there is no --target {name}");
+        }
+    }
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
     let mut targets = Vec::new();
     for (name, url) in &cli.targets {
         let pid = match cli.pids.iter().find(|(n, _)| n == name) {
@@ -266,11 +328,25 @@ fn targets(cli: &Cli) -> anyhow::Result<Vec<Target>> {
             ),
             None => None,
         };
+        let lookup = |list: &[(String, String)]| {
+            list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        };
+        let username = lookup(&cli.usernames).or_else(|| env(USERNAME_ENV));
+        let password = lookup(&cli.passwords).or_else(|| env(PASSWORD_ENV));
+        let credentials = match (username, password) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            (Some(username), None) => bail!(
+                "target {name}: user {username} has no password (--password {name}=... or \
+                 {PASSWORD_ENV})"
+            ),
+            (None, _) => None,
+        };
         targets.push(Target {
             name: name.clone(),
             url: url.clone(),
             pid,
-            registry: Arc::new(Registry::new(url)?),
+            registry: Arc::new(Registry::new(url, credentials.as_ref())?),
+            anonymous: Arc::new(Registry::new(url, None)?),
             prepared: Prepared::default(),
         });
     }
@@ -280,6 +356,7 @@ fn targets(cli: &Cli) -> anyhow::Result<Vec<Target>> {
 fn print_summary(report: &Report) {
     println!();
     print!("{}", table(report));
+    print!("{}", auth_cost(report));
     if let Some(sha) = report.sha256_mb_per_s {
         println!("SHA-256, one core, in the client: {} MB/s", num(sha));
         if let Some(s) = report.scenarios.iter().find(|s| s.name.ends_with("1GB")) {
@@ -347,6 +424,9 @@ fn progress_line(scenario: &str, work: Work, r: &RunResult) -> String {
     }
     if let Some(cpu) = r.client_cpu_s {
         line.push_str(&format!(", client CPU {cpu:.2} s"));
+    }
+    if r.tokens_fetched > 0 {
+        line.push_str(&format!(", {} token(s) fetched", r.tokens_fetched));
     }
     line
 }

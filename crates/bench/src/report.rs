@@ -17,6 +17,8 @@ pub struct Report {
     pub list_size: usize,
     /// Single-core SHA-256 over 1 GiB in memory, measured in the client process.
     pub sha256_mb_per_s: Option<f64>,
+    /// The namespace of every repository the scenarios used.
+    pub namespace: String,
     pub targets: Vec<TargetInfo>,
     pub scenarios: Vec<ScenarioReport>,
 }
@@ -25,6 +27,8 @@ pub struct Report {
 pub struct TargetInfo {
     pub name: String,
     pub url: String,
+    /// How the client authenticated: `anonymous (no challenge)`, `bearer token as USER`, …
+    pub auth: String,
     pub pid: Option<u32>,
     /// VmRSS after start-up and warm-up.
     pub idle_rss_kb: Option<u64>,
@@ -39,9 +43,10 @@ pub struct ScenarioReport {
     pub concurrency: usize,
     /// `MB/s` for scenarios that move blobs, `ops/s` otherwise.
     pub metric: &'static str,
+    /// The targets the scenario ran on (a token scenario skips registries without tokens).
     pub targets: Vec<TargetSummary>,
     /// First target's headline median divided by the second's (higher is better for the
-    /// first).
+    /// first); None unless both ran.
     pub ratio: Option<f64>,
 }
 
@@ -82,16 +87,24 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Summarises the runs of one scenario; `runs_by_target` is in target order.
-pub fn summarize(scenario: &Scenario, runs_by_target: Vec<Vec<RunResult>>) -> ScenarioReport {
+/// Summarises the runs of one scenario; `runs_by_target` is in target order (`names`), empty
+/// for a target the scenario skipped.
+pub fn summarize(
+    scenario: &Scenario,
+    names: &[String],
+    runs_by_target: Vec<Vec<RunResult>>,
+) -> ScenarioReport {
     let moves_data = scenario.work.moves_data();
-    let targets: Vec<TargetSummary> = runs_by_target
+    let targets: Vec<Option<TargetSummary>> = runs_by_target
         .into_iter()
-        .filter_map(|runs| {
-            let target = runs.first()?.target.clone();
+        .zip(names)
+        .map(|(runs, target)| {
+            if runs.is_empty() {
+                return None;
+            }
             let pick = |f: fn(&RunResult) -> f64| median(runs.iter().map(f).collect());
             Some(TargetSummary {
-                target,
+                target: target.clone(),
                 median_ops_per_s: pick(|r| r.ops_per_s),
                 median_mb_per_s: pick(|r| r.mb_per_s),
                 median_p50_ms: pick(|r| r.p50_ms),
@@ -104,7 +117,7 @@ pub fn summarize(scenario: &Scenario, runs_by_target: Vec<Vec<RunResult>>) -> Sc
         })
         .collect();
     let ratio = match targets.as_slice() {
-        [a, b, ..] if b.headline(moves_data) > 0.0 => {
+        [Some(a), Some(b), ..] if b.headline(moves_data) > 0.0 => {
             Some(a.headline(moves_data) / b.headline(moves_data))
         }
         _ => None,
@@ -114,7 +127,7 @@ pub fn summarize(scenario: &Scenario, runs_by_target: Vec<Vec<RunResult>>) -> Sc
         count: scenario.count,
         concurrency: scenario.concurrency,
         metric: if moves_data { "MB/s" } else { "ops/s" },
-        targets,
+        targets: targets.into_iter().flatten().collect(),
         ratio,
     }
 }
@@ -134,8 +147,19 @@ fn mb(kb: Option<u64>) -> String {
     kb.map_or_else(|| "-".into(), |kb| format!("{:.0}", kb as f64 / 1024.0))
 }
 
-fn pair<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
-    items.iter().map(f).collect::<Vec<_>>().join(" / ")
+/// One value per target name, `-` for a target the scenario skipped, joined by ` / `.
+fn pair(names: &[&str], s: &ScenarioReport, f: impl Fn(&TargetSummary) -> String) -> String {
+    names
+        .iter()
+        .map(|name| s.target(name).map_or_else(|| "-".into(), &f))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+impl ScenarioReport {
+    fn target(&self, name: &str) -> Option<&TargetSummary> {
+        self.targets.iter().find(|t| t.target == name)
+    }
 }
 
 /// The comparison table: one line per scenario, headline medians per target and their ratio,
@@ -168,11 +192,14 @@ pub fn table(report: &Report) -> String {
             "{:<width$}  {:>5}  {:>6}",
             s.name, s.concurrency, s.metric
         );
-        for t in &s.targets {
-            let mut value = num(t.headline(moves));
-            if t.errors > 0 || t.truncated_runs > 0 {
-                value.push('!');
-            }
+        for name in &names {
+            let value = match s.target(name) {
+                Some(t) if t.errors > 0 || t.truncated_runs > 0 => {
+                    format!("{}!", num(t.headline(moves)))
+                }
+                Some(t) => num(t.headline(moves)),
+                None => "-".into(),
+            };
             let _ = write!(out, "  {value:>12}");
         }
         let ratio = s.ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}x"));
@@ -180,17 +207,18 @@ pub fn table(report: &Report) -> String {
             out,
             "  {:>6}  {:>17}  {:>17}  {:>7}  {:>11}",
             ratio,
-            pair(&s.targets, |t| num(t.median_p50_ms)),
-            pair(&s.targets, |t| num(t.median_p99_ms)),
-            pair(&s.targets, |t| t.errors.to_string()),
-            pair(&s.targets, |t| mb(t.peak_rss_kb)),
+            pair(&names, s, |t| num(t.median_p50_ms)),
+            pair(&names, s, |t| num(t.median_p99_ms)),
+            pair(&names, s, |t| t.errors.to_string()),
+            pair(&names, s, |t| mb(t.peak_rss_kb)),
         );
     }
     let _ = writeln!(
         out,
         "\nvalues are medians over {} repetition(s); ratio = {} / {} (higher favours {}); \
          `!` marks errors or a run cut by the time limit; peak RSS is the highest VmRSS sampled \
-         during the scenario; latency columns and errors are `{}`.",
+         during the scenario; latency columns and errors are `{}`; `-`: not run on that \
+         registry.",
         report.reps,
         names.first().unwrap_or(&"-"),
         names.get(1).unwrap_or(&"-"),
@@ -200,14 +228,57 @@ pub fn table(report: &Report) -> String {
     for t in &report.targets {
         let _ = writeln!(
             out,
-            "{:<12} idle RSS {:>5} MB, peak RSS (VmHWM) {:>5} MB  ({})",
+            "{:<12} idle RSS {:>5} MB, peak RSS (VmHWM) {:>5} MB  ({}, {})",
             t.name,
             mb(t.idle_rss_kb),
             mb(t.peak_rss_kb),
-            t.url
+            t.url,
+            t.auth
         );
     }
     out
+}
+
+/// The cost of authentication on each target: manifest HEAD by tag with the target's
+/// credentials against the same HEAD on a public repository by a client without credentials
+/// (on a token registry: an anonymous token), at each concurrency both ran. Empty when the
+/// pair was not run.
+pub fn auth_cost(report: &Report) -> String {
+    let mut out = String::new();
+    for t in &report.targets {
+        let mut parts = Vec::new();
+        for s in &report.scenarios {
+            let Some(c) = s.name.strip_prefix("Manifest HEAD by tag c") else {
+                continue;
+            };
+            let public = format!("Manifest HEAD by tag public anonymous c{c}");
+            let Some(p) = report.scenarios.iter().find(|p| p.name == public) else {
+                continue;
+            };
+            let (Some(auth), Some(anon)) = (s.target(&t.name), p.target(&t.name)) else {
+                continue;
+            };
+            let (auth, anon) = (auth.median_ops_per_s, anon.median_ops_per_s);
+            if anon > 0.0 {
+                parts.push(format!(
+                    "c{c} {} vs {} ops/s ({:+.1} %)",
+                    num(auth),
+                    num(anon),
+                    100.0 * (auth / anon - 1.0)
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(out, "  {:<12} {}", t.name, parts.join(", "));
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "Manifest HEAD by tag with the target's credentials vs public repository without \
+         credentials (same target, same run; negative = authentication costs that much):\n{out}"
+    )
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::client::Registry;
 use crate::fixtures::Data;
-use crate::scenario::{Namer, Scenario, Work, run_op};
+use crate::scenario::{Names, Scenario, Work, run_op};
 
 /// Distinct error messages kept per run.
 const ERROR_SAMPLES: usize = 3;
@@ -44,16 +44,30 @@ pub struct RunResult {
     /// The kernel's share of `server_cpu_s` (socket and page-cache copies, fsync).
     pub server_sys_cpu_s: Option<f64>,
     pub client_cpu_s: Option<f64>,
+    /// Tokens the client fetched from the registry's realm during the run (0 once the
+    /// tokens of the scenario's scopes are cached; the token scenario's own requests are not
+    /// counted).
+    pub tokens_fetched: u64,
     pub error_samples: Vec<String>,
 }
 
-/// Everything a run needs besides the scenario.
+/// Everything a run needs besides the scenario: one target's clients and names.
+#[derive(Clone)]
 pub struct Context {
+    /// The client with the target's credentials (if any).
     pub registry: Arc<Registry>,
+    /// A client without credentials, for the public-repository scenarios.
+    pub anonymous: Arc<Registry>,
     pub data: Arc<Data>,
-    pub namer: Arc<Namer>,
+    pub names: Arc<Names>,
     pub list_size: usize,
     pub time_limit: Duration,
+}
+
+impl Context {
+    fn tokens_fetched(&self) -> u64 {
+        self.registry.tokens_fetched() + self.anonymous.tokens_fetched()
+    }
 }
 
 #[derive(Default)]
@@ -80,18 +94,14 @@ pub async fn run(
     let sampler = pid.map(RssSampler::start);
     let server_cpu_before = pid.and_then(cpu_times);
     let client_cpu_before = cpu_times(std::process::id());
+    let tokens_before = ctx.tokens_fetched();
     let mut workers = Vec::with_capacity(scenario.concurrency);
     for _ in 0..scenario.concurrency.max(1) {
         let next = Arc::clone(&next);
-        let registry = Arc::clone(&ctx.registry);
-        let data = Arc::clone(&ctx.data);
-        let namer = Arc::clone(&ctx.namer);
-        let (work, count, list_size) = (scenario.work, scenario.count, ctx.list_size);
+        let ctx = ctx.clone();
+        let (work, count) = (scenario.work, scenario.count);
         workers.push(tokio::spawn(async move {
-            worker(
-                &registry, &data, &namer, work, count, list_size, &next, deadline,
-            )
-            .await
+            worker(&ctx, work, count, &next, deadline).await
         }));
     }
     let mut all = WorkerStats::default();
@@ -118,6 +128,7 @@ pub async fn run(
     let wall_s = start.elapsed().as_secs_f64();
     let server_cpu = CpuTimes::since(server_cpu_before, pid.and_then(cpu_times));
     let client_cpu = CpuTimes::since(client_cpu_before, cpu_times(std::process::id()));
+    let tokens_fetched = ctx.tokens_fetched() - tokens_before;
     let peak_rss_kb = match sampler {
         Some(sampler) => sampler.stop().await,
         None => None,
@@ -144,18 +155,15 @@ pub async fn run(
         server_cpu_s: server_cpu.map(CpuTimes::total_s),
         server_sys_cpu_s: server_cpu.map(|c| c.system_s),
         client_cpu_s: client_cpu.map(CpuTimes::total_s),
+        tokens_fetched,
         error_samples: all.samples,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn worker(
-    registry: &Registry,
-    data: &Data,
-    namer: &Namer,
+    ctx: &Context,
     work: Work,
     count: usize,
-    list_size: usize,
     next: &AtomicUsize,
     deadline: Instant,
 ) -> WorkerStats {
@@ -169,7 +177,7 @@ async fn worker(
             break;
         }
         let started = Instant::now();
-        match run_op(registry, data, namer, work, index, list_size).await {
+        match run_op(ctx, work, index).await {
             Ok(outcome) => {
                 let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 stats.latencies_us.push(us);

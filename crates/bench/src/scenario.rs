@@ -3,9 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::auth::Access;
 use crate::client::Registry;
-use crate::fixtures::{Data, MANIFEST_REPO, TAG_REPO, pull_repo};
+use crate::fixtures::Data;
 use crate::payload::Size;
+use crate::runner::Context;
 
 /// Which blob size the i-th operation of a scenario uses. The mixes are fixed sequences, so
 /// every registry gets exactly the same operations in the same order.
@@ -58,7 +60,13 @@ pub enum Work {
     /// Three pulls for every push (a monolithic push), one size.
     PullPush(Size),
     ManifestHead,
+    /// Manifest HEAD on a public repository by a client without credentials: on a registry
+    /// with token auth, the anonymous token path (compare with [`Work::ManifestHead`]).
+    ManifestHeadPublic,
     ManifestGet,
+    /// `GET <realm>?service=…&scope=repository:<manifest repo>:pull` with the credentials:
+    /// only on registries that asked for tokens.
+    Token,
     /// The whole tag list of a repository with `list_size` tags, following `Link`.
     TagList,
     /// The whole catalog of at least `list_size` repositories, following `Link`.
@@ -79,8 +87,18 @@ impl Work {
         match self {
             Work::PushMonolith(mix) | Work::PushStreamed(mix) | Work::Pull(mix) => mix.sizes(),
             Work::PullPush(size) => vec![size],
-            Work::ManifestHead | Work::ManifestGet | Work::TagList | Work::Catalog => vec![],
+            Work::ManifestHead
+            | Work::ManifestHeadPublic
+            | Work::ManifestGet
+            | Work::Token
+            | Work::TagList
+            | Work::Catalog => vec![],
         }
+    }
+
+    /// Whether the scenario only makes sense on a registry that hands out tokens.
+    pub fn needs_token_realm(self) -> bool {
+        matches!(self, Work::Token)
     }
 
     /// Images that must already be in the registry, pushed once before the first run.
@@ -156,17 +174,34 @@ pub fn all(plan: &Plan) -> Vec<Scenario> {
             concurrency: 4,
         },
     ];
-    for (work, verb) in [(Work::ManifestHead, "HEAD"), (Work::ManifestGet, "GET")] {
+    for (work, verb) in [
+        (Work::ManifestHead, "HEAD"),
+        (Work::ManifestHeadPublic, "HEAD"),
+        (Work::ManifestGet, "GET"),
+    ] {
+        let public = if matches!(work, Work::ManifestHeadPublic) {
+            " public anonymous"
+        } else {
+            ""
+        };
         for (concurrency, full, quick) in
             [(1, 2_000, 300), (16, 10_000, 1_500), (64, 20_000, 3_000)]
         {
             out.push(Scenario {
-                name: format!("Manifest {verb} by tag c{concurrency}"),
+                name: format!("Manifest {verb} by tag{public} c{concurrency}"),
                 work,
                 count: plan.pick(full, quick),
                 concurrency,
             });
         }
+    }
+    for (concurrency, full, quick) in [(1, 1_000, 150), (16, 4_000, 600)] {
+        out.push(Scenario {
+            name: format!("Token c{concurrency}"),
+            work: Work::Token,
+            count: plan.pick(full, quick),
+            concurrency,
+        });
     }
     for size in sizes {
         out.push(Scenario {
@@ -238,20 +273,23 @@ pub struct Outcome {
     pub pages: u32,
 }
 
-/// Names the fresh repositories push operations create. The prefix differs per process so a
-/// rerun against the same data directory still pushes into new repositories.
-pub struct Namer {
+/// Repository names, all under one namespace (`--namespace`): the fixtures' fixed names and
+/// the fresh repositories push operations create. The fresh-name prefix differs per process so
+/// a rerun against the same data directory still pushes into new repositories.
+pub struct Names {
+    namespace: String,
     prefix: String,
     next: AtomicU64,
 }
 
-impl Namer {
-    pub fn new() -> Self {
+impl Names {
+    pub fn new(namespace: &str) -> Self {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        Namer {
-            prefix: format!("bench/push-{millis:x}"),
+        Names {
+            namespace: namespace.to_string(),
+            prefix: format!("{namespace}/push-{millis:x}"),
             next: AtomicU64::new(0),
         }
     }
@@ -260,47 +298,79 @@ impl Namer {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.prefix)
     }
+
+    /// The repository the manifest HEAD/GET and token scenarios read (`:latest`).
+    pub fn manifest(&self) -> String {
+        format!("{}/manifest", self.namespace)
+    }
+
+    /// The public repository anonymous clients read (`:latest`).
+    pub fn public(&self) -> String {
+        format!("{}/public", self.namespace)
+    }
+
+    /// The repository holding the tag-list fixture.
+    pub fn tags(&self) -> String {
+        format!("{}/tags", self.namespace)
+    }
+
+    pub fn pull(&self, size: Size) -> String {
+        format!("{}/pull-{}", self.namespace, size.slug())
+    }
+
+    pub fn catalog(&self, i: usize) -> String {
+        format!("{}/catalog-{i:05}", self.namespace)
+    }
 }
 
 /// Runs operation number `index` of `work`.
-pub async fn run_op(
-    registry: &Registry,
-    data: &Data,
-    namer: &Namer,
-    work: Work,
-    index: usize,
-    list_size: usize,
-) -> anyhow::Result<Outcome> {
+pub async fn run_op(ctx: &Context, work: Work, index: usize) -> anyhow::Result<Outcome> {
+    let (registry, data, names) = (&*ctx.registry, &*ctx.data, &*ctx.names);
     match work {
-        Work::PushMonolith(mix) => push_monolith(registry, data, namer, mix.size(index)).await,
+        Work::PushMonolith(mix) => push_monolith(registry, data, names, mix.size(index)).await,
         Work::PushStreamed(mix) => {
             let blob = &data.image(mix.size(index))?.layer;
-            registry.push_streamed(&namer.fresh(), blob).await?;
+            registry.push_streamed(&names.fresh(), blob).await?;
             Ok(Outcome {
                 bytes: blob.len(),
                 ..Outcome::default()
             })
         }
-        Work::Pull(mix) => pull(registry, mix.size(index)).await,
-        Work::PullPush(size) if index % 4 == 3 => push_monolith(registry, data, namer, size).await,
-        Work::PullPush(size) => pull(registry, size).await,
+        Work::Pull(mix) => pull(registry, names, mix.size(index)).await,
+        Work::PullPush(size) if index % 4 == 3 => push_monolith(registry, data, names, size).await,
+        Work::PullPush(size) => pull(registry, names, size).await,
         Work::ManifestHead => {
-            registry.head_manifest(MANIFEST_REPO, "latest").await?;
+            registry.head_manifest(&names.manifest(), "latest").await?;
+            Ok(Outcome::default())
+        }
+        Work::ManifestHeadPublic => {
+            ctx.anonymous
+                .head_manifest(&names.public(), "latest")
+                .await?;
             Ok(Outcome::default())
         }
         Work::ManifestGet => {
-            let body = registry.get_manifest(MANIFEST_REPO, "latest").await?;
+            let body = registry.get_manifest(&names.manifest(), "latest").await?;
             Ok(Outcome {
                 bytes: body.len() as u64,
                 ..Outcome::default()
             })
         }
+        Work::Token => {
+            let scope = Access::Pull(&names.manifest()).scope();
+            registry.request_token(&scope).await?;
+            Ok(Outcome::default())
+        }
         Work::TagList => {
-            let path = format!("/v2/{TAG_REPO}/tags/list");
-            let (entries, pages) = registry.list_all(&path, "tags").await?;
+            let repo = names.tags();
+            let path = format!("/v2/{repo}/tags/list");
+            let (entries, pages) = registry
+                .list_all(&path, Access::Pull(&repo), "tags")
+                .await?;
             anyhow::ensure!(
-                entries as usize == list_size,
-                "tag list has {entries} tags, expected {list_size}"
+                entries as usize == ctx.list_size,
+                "tag list has {entries} tags, expected {}",
+                ctx.list_size
             );
             Ok(Outcome {
                 entries,
@@ -309,10 +379,13 @@ pub async fn run_op(
             })
         }
         Work::Catalog => {
-            let (entries, pages) = registry.list_all("/v2/_catalog", "repositories").await?;
+            let (entries, pages) = registry
+                .list_all("/v2/_catalog", Access::Registry, "repositories")
+                .await?;
             anyhow::ensure!(
-                entries as usize >= list_size,
-                "catalog lists {entries} repositories, expected at least {list_size}"
+                entries as usize >= ctx.list_size,
+                "catalog lists {entries} repositories, expected at least {}",
+                ctx.list_size
             );
             Ok(Outcome {
                 entries,
@@ -326,19 +399,19 @@ pub async fn run_op(
 async fn push_monolith(
     registry: &Registry,
     data: &Data,
-    namer: &Namer,
+    names: &Names,
     size: Size,
 ) -> anyhow::Result<Outcome> {
     let image = data.image(size)?;
-    registry.push_image(&namer.fresh(), "latest", image).await?;
+    registry.push_image(&names.fresh(), "latest", image).await?;
     Ok(Outcome {
         bytes: image.layer.len(),
         ..Outcome::default()
     })
 }
 
-async fn pull(registry: &Registry, size: Size) -> anyhow::Result<Outcome> {
-    let bytes = registry.pull_image(&pull_repo(size), "latest").await?;
+async fn pull(registry: &Registry, names: &Names, size: Size) -> anyhow::Result<Outcome> {
+    let bytes = registry.pull_image(&names.pull(size), "latest").await?;
     Ok(Outcome {
         bytes,
         ..Outcome::default()
@@ -371,5 +444,18 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), scenarios.len());
         assert!(names.contains(&"Get Catalog 10k"));
+        assert!(names.contains(&"Manifest HEAD by tag public anonymous c64"));
+        assert!(names.contains(&"Token c16"));
+    }
+
+    #[test]
+    fn repository_names_live_in_the_namespace() {
+        let names = Names::new("bench");
+        assert_eq!(names.manifest(), "bench/manifest");
+        assert_eq!(names.pull(Size::M10), "bench/pull-10mb");
+        assert_eq!(names.catalog(7), "bench/catalog-00007");
+        let fresh = names.fresh();
+        assert!(fresh.starts_with("bench/push-") && fresh.ends_with("-0"));
+        assert_eq!(Names::new("org/team").tags(), "org/team/tags");
     }
 }

@@ -48,6 +48,23 @@ impl Registry {
         Ok(matches!(outcome, RetargetOutcome::Retargeted { .. }))
     }
 
+    /// Makes the visible tag `tag` end at `end_ms` (None: never). False when no such tag is
+    /// alive.
+    pub async fn set_tag_expiration(
+        &self,
+        repo: &RepositoryRow,
+        tag: &Tag,
+        end_ms: Option<i64>,
+    ) -> Result<bool, RegistryError> {
+        let changed = self
+            .inner
+            .db
+            .set_tag_expiration(repo.id, tag.as_str(), end_ms)
+            .await?;
+        self.tags_changed(repo.id, Some(tag.as_str()));
+        Ok(changed)
+    }
+
     /// Drops the cached row of the repository `namespace/name` after its settings changed or it
     /// was deleted, so the next request reads it again (and a recreated repository of that
     /// name is not confused with the deleted one).

@@ -81,32 +81,62 @@ pub enum CreateUserOutcome {
     NameTaken,
 }
 
+/// What kind of account a row is: users, organizations and robots share the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccountKind {
+    User,
+    Organization,
+    Robot,
+}
+
+/// A new account row with Quay's defaults (enabled, a fresh uuid, the two-week time machine).
+pub(crate) fn new_account(
+    username: &str,
+    email: Option<String>,
+    kind: AccountKind,
+) -> account::ActiveModel {
+    account::ActiveModel {
+        username: Set(username.to_string()),
+        email: Set(email),
+        organization: Set(kind == AccountKind::Organization),
+        robot: Set(kind == AccountKind::Robot),
+        enabled: Set(true),
+        uuid: Set(uuid::Uuid::new_v4().to_string()),
+        removed_tag_expiration_s: Set(1_209_600),
+        creation_ms: Set(now_ms()),
+        verified: Set(kind != AccountKind::User),
+        ..Default::default()
+    }
+}
+
+/// Inserts an account; None when an account already has its name.
+pub(crate) async fn insert_account(
+    conn: &impl sea_orm::ConnectionTrait,
+    model: account::ActiveModel,
+) -> Result<Option<account::Model>, DbError> {
+    match account::Entity::insert(model)
+        .exec_with_returning(conn)
+        .await
+    {
+        Ok(row) => Ok(Some(row)),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Db {
     /// Creates a user account unless the name is taken.
     pub async fn create_user(&self, new: NewUser) -> Result<CreateUserOutcome, DbError> {
-        let inserted = account::Entity::insert(account::ActiveModel {
-            username: Set(new.username),
-            email: Set(Some(new.email)),
-            organization: Set(false),
-            robot: Set(false),
-            enabled: Set(true),
-            uuid: Set(uuid::Uuid::new_v4().to_string()),
-            removed_tag_expiration_s: Set(1_209_600),
-            creation_ms: Set(now_ms()),
+        let model = account::ActiveModel {
             password_hash: Set(Some(new.password_hash)),
             verified: Set(new.verified),
             superuser: Set(new.superuser),
-            ..Default::default()
+            ..new_account(&new.username, Some(new.email), AccountKind::User)
+        };
+        Ok(match insert_account(&self.write, model).await? {
+            Some(row) => CreateUserOutcome::Created(Box::new(row.into())),
+            None => CreateUserOutcome::NameTaken,
         })
-        .exec_with_returning(&self.write)
-        .await;
-        match inserted {
-            Ok(model) => Ok(CreateUserOutcome::Created(Box::new(model.into()))),
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Ok(CreateUserOutcome::NameTaken)
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// The account (user, organization or robot) named `username`.
@@ -173,26 +203,9 @@ impl Db {
         creator: i64,
     ) -> Result<CreateUserOutcome, DbError> {
         let tx = self.begin_write().await?;
-        let inserted = account::Entity::insert(account::ActiveModel {
-            username: Set(name.to_string()),
-            email: Set(email.map(str::to_string)),
-            organization: Set(true),
-            robot: Set(false),
-            enabled: Set(true),
-            uuid: Set(uuid::Uuid::new_v4().to_string()),
-            removed_tag_expiration_s: Set(1_209_600),
-            creation_ms: Set(now_ms()),
-            verified: Set(true),
-            ..Default::default()
-        })
-        .exec_with_returning(&tx)
-        .await;
-        let org = match inserted {
-            Ok(org) => org,
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Ok(CreateUserOutcome::NameTaken);
-            }
-            Err(e) => return Err(e.into()),
+        let model = new_account(name, email.map(str::to_string), AccountKind::Organization);
+        let Some(org) = insert_account(&tx, model).await? else {
+            return Ok(CreateUserOutcome::NameTaken);
         };
         let owners = team::Entity::insert(team::ActiveModel {
             organization_id: Set(org.id),

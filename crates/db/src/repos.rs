@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use crate::entity::{account, repository, storage_location};
-use crate::{Db, DbError, now_ms};
+use crate::{Db, DbError};
 
 /// Whose view of the repositories a listing shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,17 +76,11 @@ impl Db {
             return Ok(found);
         }
         let tx = self.begin_write().await?;
-        account::Entity::insert(account::ActiveModel {
-            username: Set(namespace.to_string()),
-            email: Set(None),
-            organization: Set(true),
-            robot: Set(false),
-            enabled: Set(true),
-            uuid: Set(uuid::Uuid::new_v4().to_string()),
-            removed_tag_expiration_s: Set(1_209_600),
-            creation_ms: Set(now_ms()),
-            ..Default::default()
-        })
+        account::Entity::insert(crate::accounts::new_account(
+            namespace,
+            None,
+            crate::accounts::AccountKind::Organization,
+        ))
         .on_conflict_do_nothing_on([account::Column::Username])
         .exec(&tx)
         .await?;
@@ -102,7 +96,7 @@ impl Db {
             state: Set(0),
             kind: Set("image".to_string()),
             description: Set(None),
-            creation_ms: Set(now_ms()),
+            creation_ms: Set(crate::now_ms()),
             ..Default::default()
         })
         .on_conflict_do_nothing_on([repository::Column::NamespaceId, repository::Column::Name])

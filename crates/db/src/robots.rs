@@ -3,13 +3,13 @@
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
-    SqlErr,
 };
 
+use crate::accounts::{AccountKind, insert_account, new_account};
 use crate::entity::{
     account, permission_prototype, repository, repository_permission, robot, team_member,
 };
-use crate::{Db, DbError, now_ms};
+use crate::{Db, DbError};
 
 /// A robot account as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,26 +72,9 @@ impl Db {
     /// Creates a robot unless an account already has its name.
     pub async fn create_robot(&self, new: NewRobot) -> Result<CreateRobotOutcome, DbError> {
         let tx = self.begin_write().await?;
-        let inserted = account::Entity::insert(account::ActiveModel {
-            username: Set(new.name.clone()),
-            email: Set(None),
-            organization: Set(false),
-            robot: Set(true),
-            enabled: Set(true),
-            uuid: Set(uuid::Uuid::new_v4().to_string()),
-            removed_tag_expiration_s: Set(1_209_600),
-            creation_ms: Set(now_ms()),
-            verified: Set(true),
-            ..Default::default()
-        })
-        .exec_with_returning(&tx)
-        .await;
-        let account = match inserted {
-            Ok(a) => a,
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Ok(CreateRobotOutcome::NameTaken);
-            }
-            Err(e) => return Err(e.into()),
+        let model = new_account(&new.name, None, AccountKind::Robot);
+        let Some(account) = insert_account(&tx, model).await? else {
+            return Ok(CreateRobotOutcome::NameTaken);
         };
         let robot = robot::Entity::insert(robot::ActiveModel {
             account_id: Set(account.id),

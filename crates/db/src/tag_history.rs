@@ -211,6 +211,57 @@ impl Db {
         Ok(RetargetOutcome::Retargeted { existed })
     }
 
+    /// Sets when the visible tag `name` ends (`None`: never), Quay's tag expiration. The tag
+    /// stays alive until then and enters the time machine afterwards. False when no visible
+    /// tag of that name is alive.
+    pub async fn set_tag_expiration(
+        &self,
+        repository_id: i64,
+        name: &str,
+        end_ms: Option<i64>,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let tx = self.begin_write().await?;
+        repository::Entity::find_by_id(repository_id)
+            .lock_exclusive()
+            .one(&tx)
+            .await?;
+        let current = tag::Entity::find()
+            .filter(tag::Column::RepositoryId.eq(repository_id))
+            .filter(tag::Column::Name.eq(name))
+            .filter(tag::Column::Hidden.eq(false))
+            .filter(alive((tag::Entity, tag::Column::LifetimeEndMs), now))
+            .one(&tx)
+            .await?;
+        let Some(current) = current else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        // (repository, name, end) is unique: move past an end another lifetime already has.
+        let mut end = end_ms;
+        while let Some(candidate) = end {
+            let taken = tag::Entity::find()
+                .filter(tag::Column::RepositoryId.eq(repository_id))
+                .filter(tag::Column::Name.eq(name))
+                .filter(tag::Column::LifetimeEndMs.eq(candidate))
+                .filter(tag::Column::Id.ne(current.id))
+                .one(&tx)
+                .await?
+                .is_some();
+            if !taken {
+                break;
+            }
+            end = Some(candidate + 1);
+        }
+        tag::Entity::update_many()
+            .col_expr(tag::Column::LifetimeEndMs, Expr::value(end))
+            .filter(tag::Column::Id.eq(current.id))
+            .exec(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// The repository as the API lists it; None when it does not exist or is being deleted.
     pub async fn repository_listing(
         &self,

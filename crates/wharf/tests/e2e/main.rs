@@ -22,6 +22,7 @@ mod oras;
 mod podman;
 mod processes;
 mod registry;
+mod robots;
 mod skopeo;
 mod sync;
 mod tools;

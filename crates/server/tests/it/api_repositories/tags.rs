@@ -339,3 +339,76 @@ app_test!(
         assert_eq!(status, 401);
     }
 );
+
+app_test!(tags_expire_when_told, |app: TestApp| async move {
+    let (_, digest) = app.push_image("tester/app", "v1", &[b"one"]).await;
+    let path = "/repository/tester/app/tag/v1";
+    // In the past: refused.
+    let (status, _) = api(
+        &app,
+        TESTER,
+        Method::PUT,
+        path,
+        Some(json!({"expiration": 1})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Two seconds from now: still served, listed with its expiration, then gone.
+    let soon = db::now_ms() / 1000 + 2;
+    let (status, body) = api(
+        &app,
+        TESTER,
+        Method::PUT,
+        path,
+        Some(json!({"expiration": soon})),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::CREATED, json!("Updated")));
+    assert_eq!(
+        served_digest(&app, "tester/app", "v1").await,
+        Some(digest.to_string())
+    );
+    let (_, listed) = api(
+        &app,
+        TESTER,
+        Method::GET,
+        "/repository/tester/app/tag/?onlyActiveTags=true",
+        None,
+    )
+    .await;
+    assert!(listed["tags"][0]["expiration"].is_string(), "{listed}");
+    // Clearing keeps it; setting it again and waiting ends it.
+    let (status, _) = api(
+        &app,
+        TESTER,
+        Method::PUT,
+        path,
+        Some(json!({"expiration": null})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = api(
+        &app,
+        TESTER,
+        Method::PUT,
+        path,
+        Some(json!({"expiration": soon})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(
+        (soon * 1000 - db::now_ms() + 2100).max(0) as u64,
+    ))
+    .await;
+    assert_eq!(served_digest(&app, "tester/app", "v1").await, None);
+    // An expired tag can no longer be given an expiration.
+    let (status, _) = api(
+        &app,
+        TESTER,
+        Method::PUT,
+        path,
+        Some(json!({"expiration": soon + 60})),
+    )
+    .await;
+    assert_eq!(status, 404);
+});
