@@ -228,11 +228,9 @@ pub async fn put_team(
 async fn find_team(
     state: &ApiState,
     facts: &auth::Facts,
-    org: &str,
     team: &str,
     missing: impl FnOnce() -> ApiError,
 ) -> Result<db::TeamRow, ApiError> {
-    let _ = org;
     state
         .auth
         .db()
@@ -248,7 +246,7 @@ pub async fn delete_team(
     Path((org, team)): Path<(String, String)>,
 ) -> ApiResult {
     let facts = org_admin(&state, &ctx, &org).await?;
-    let row = find_team(&state, &facts, &org, &team, || {
+    let row = find_team(&state, &facts, &team, || {
         ApiError::model(format!("Team '{team}' is not a team in org '{org}'"))
     })
     .await?;
@@ -263,7 +261,7 @@ pub async fn team_members(
     Path((org, team)): Path<(String, String)>,
 ) -> ApiResult {
     let facts = org_admin(&state, &ctx, &org).await?;
-    let row = find_team(&state, &facts, &org, &team, || ApiError::NotFound).await?;
+    let row = find_team(&state, &facts, &team, || ApiError::NotFound).await?;
     let members: Vec<Value> = state
         .auth
         .db()
@@ -293,7 +291,7 @@ pub async fn add_team_member(
     Path((org, team, member)): Path<(String, String, String)>,
 ) -> ApiResult {
     let facts = org_admin(&state, &ctx, &org).await?;
-    let row = find_team(&state, &facts, &org, &team, || ApiError::NotFound).await?;
+    let row = find_team(&state, &facts, &team, || ApiError::NotFound).await?;
     let db = state.auth.db();
     let Some(account) = db.find_account(&member).await?.filter(|a| !a.organization) else {
         return Err(ApiError::invalid("Unknown user"));
@@ -327,7 +325,7 @@ pub async fn remove_team_member(
     Path((org, team, member)): Path<(String, String, String)>,
 ) -> ApiResult {
     let facts = org_admin(&state, &ctx, &org).await?;
-    let row = find_team(&state, &facts, &org, &team, || ApiError::NotFound).await?;
+    let row = find_team(&state, &facts, &team, || ApiError::NotFound).await?;
     let db = state.auth.db();
     let Some(account) = db.find_account(&member).await? else {
         return Err(ApiError::NotFound);

@@ -212,14 +212,10 @@ pub struct Initialize {
 /// `POST /api/v1/user/initialize` (`FEATURE_USER_INITIALIZE`): creates the first user of an
 /// empty database, optionally with an OAuth token carrying every scope, so an installation
 /// can be set up by a script.
-pub async fn initialize(State(state): State<ApiState>, body: Option<Json<Initialize>>) -> Response {
-    match initialize_inner(&state, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn initialize_inner(state: &ApiState, body: Option<Json<Initialize>>) -> ApiResult {
+pub async fn initialize(
+    State(state): State<ApiState>,
+    body: Option<Json<Initialize>>,
+) -> ApiResult {
     if !state.features.user_initialize {
         return Err(ApiError::Plain(StatusCode::NOT_FOUND, "Not Found".into()));
     }
@@ -270,7 +266,7 @@ async fn initialize_inner(state: &ApiState, body: Option<Json<Initialize>>) -> A
             })
             .await?;
         let token = crate::orgs::mint_access_token(
-            state,
+            &state,
             application.id,
             account.id,
             OAuthScopes::all_grantable(),

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::app_test;
-use crate::harness::{TESTER_PASSWORD, TestApp, create_user, error_code, header};
+use crate::harness::{TESTER_PASSWORD, TestApp, create_user, error_code, header, oauth_token_for};
 
 /// The claims of a token, unverified (tests only).
 fn claims(token: &str) -> Value {
@@ -344,46 +344,14 @@ app_test!(
         let db::CreateUserOutcome::Created(org) = org else {
             panic!("acme exists")
         };
-        let application = app
-            .db
-            .db
-            .create_application(db::NewApplication {
-                organization_id: org.id,
-                client_id: auth::crypto::generate_oauth_client_id(),
-                client_secret_ciphertext: app.auth.secret_key().encrypt("s").unwrap(),
-                name: "ci".into(),
-                description: String::new(),
-                redirect_uri: String::new(),
-                application_uri: String::new(),
-                avatar_email: None,
-            })
-            .await
-            .unwrap();
-        let oauth = |scope: &'static str| {
-            let token = auth::crypto::OAUTH_ACCESS_TOKEN.generate();
-            let split = auth::crypto::OAUTH_ACCESS_TOKEN.split(&token).unwrap();
-            (
-                token,
-                db::NewAccessToken {
-                    application_id: application.id,
-                    account_id: app.tester.id,
-                    scope: scope.to_string(),
-                    token_name: split.lookup,
-                    token_code_hash: auth::crypto::hash_secret(&split.secret),
-                    expires_ms: None,
-                },
-            )
-        };
         let scope = "repository:tester/app:pull,push";
-        let (read_only, new) = oauth("repo:read");
-        app.db.db.create_access_token(new).await.unwrap();
+        let read_only = oauth_token_for(&app, org.id, "repo:read").await;
         let token = app
             .fetch_token(Some(("$oauthtoken", &read_only)), scope)
             .await;
         assert_eq!(actions(&token), ["pull"]);
         assert_eq!(claims(&token)["context"]["entity_kind"], "oauthtoken");
-        let (writer, new) = oauth("repo:read repo:write");
-        app.db.db.create_access_token(new).await.unwrap();
+        let writer = oauth_token_for(&app, org.id, "repo:read repo:write").await;
         let token = app.fetch_token(Some(("$oauthtoken", &writer)), scope).await;
         let mut granted = actions(&token);
         granted.sort();

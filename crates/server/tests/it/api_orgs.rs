@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::app_test;
-use crate::harness::{TESTER_PASSWORD, TestApp, create_user};
+use crate::harness::{As, TESTER_PASSWORD, TestApp, api, create_user};
 
 /// An API call as `user` (Basic credentials) or anonymously.
 pub async fn call(
@@ -16,22 +16,14 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .request(method, format!("{}/api/v1{path}", app.base));
-    if let Some(user) = user {
-        request = request.basic_auth(user, Some(TESTER_PASSWORD));
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let r = request.send().await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    api(
+        app,
+        user.map_or(As::Anonymous, As::User),
+        method,
+        path,
+        body,
     )
+    .await
 }
 
 /// An API call with an OAuth bearer token.
@@ -42,21 +34,7 @@ pub async fn call_bearer(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .request(method, format!("{}/api/v1{path}", app.base))
-        .bearer_auth(token)
-        .header("accept", "application/json");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let r = request.send().await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    api(app, As::Bearer(token), method, path, body).await
 }
 
 /// Creates an OAuth application in `org` and grants `tester` a token with `scope` through

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use db::testing::{Engine, TestDb};
-use reqwest::{Client, Method, RequestBuilder, Response};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use server::App;
 use types::{Algorithm, Digest, DigestHasher};
@@ -466,4 +466,79 @@ macro_rules! app_test {
             }
         }
     };
+}
+
+/// Who makes an API call.
+#[derive(Clone, Copy)]
+pub enum As<'a> {
+    Anonymous,
+    /// A user with [`TESTER_PASSWORD`], over HTTP Basic.
+    User(&'a str),
+    /// An OAuth access token.
+    Bearer(&'a str),
+}
+
+pub async fn api(
+    app: &TestApp,
+    who: As<'_>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .client
+        .request(method, format!("{}/api/v1{path}", app.base))
+        .header("accept", "application/json");
+    request = match who {
+        As::Anonymous => request,
+        As::User(name) => request.basic_auth(name, Some(TESTER_PASSWORD)),
+        As::Bearer(token) => request.bearer_auth(token),
+    };
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// An OAuth access token of `tester` with `scope`, made in the database for a new application
+/// of the organization `org_id` (the grant flow itself is tested in `api_orgs`).
+pub async fn oauth_token_for(app: &TestApp, org_id: i64, scope: &str) -> String {
+    let application = app
+        .db
+        .db
+        .create_application(db::NewApplication {
+            organization_id: org_id,
+            client_id: auth::crypto::generate_oauth_client_id(),
+            client_secret_ciphertext: app.auth.secret_key().encrypt("secret").unwrap(),
+            name: "bridge".into(),
+            description: String::new(),
+            redirect_uri: String::new(),
+            application_uri: String::new(),
+            avatar_email: None,
+        })
+        .await
+        .unwrap();
+    let token = auth::crypto::OAUTH_ACCESS_TOKEN.generate();
+    let split = auth::crypto::OAUTH_ACCESS_TOKEN.split(&token).unwrap();
+    app.db
+        .db
+        .create_access_token(db::NewAccessToken {
+            application_id: application.id,
+            account_id: app.tester.id,
+            scope: scope.to_string(),
+            token_name: split.lookup,
+            token_code_hash: auth::crypto::hash_secret(&split.secret),
+            expires_ms: None,
+        })
+        .await
+        .unwrap();
+    token
 }
