@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests (crates/wharf/tests/e2e) drive: skopeo, umoci, buildah,
 # podman, Distribution 2.8 (docker-registry), dockerd and the docker CLI (docker.io), jq, and a
-# Python virtualenv with the oras SDK at $WHARF_E2E_VENV (default ~/.cache/wharf/venv).
+# Python virtualenv at $WHARF_E2E_VENV (default ~/.cache/wharf/venv) with the oras SDK and
+# moto_server, the S3-compatible server the storage tests run against; and Azurite (npm), the
+# Azure Storage emulator.
 #
 # Idempotent and quiet: it installs only what is missing, prints one line per thing it
 # installs, and shows the installer's output only when the installer fails. Needs root for apt.
@@ -34,8 +36,15 @@ if ((${#missing[@]})); then
     apt-get install -y -qq "${missing[@]}"
 fi
 
-if ! "$VENV/bin/python" -c 'import oras.client' >/dev/null 2>&1; then
-  echo "e2e-setup: creating $VENV with oras"
+if ! "$VENV/bin/python" -c 'import oras.client, moto.server' >/dev/null 2>&1; then
+  echo "e2e-setup: creating $VENV with oras and moto (the S3-compatible test server)"
   [[ -x "$VENV/bin/python" ]] || quietly python3 -m venv "$VENV"
-  quietly "$VENV/bin/pip" install --quiet --disable-pip-version-check oras
+  quietly "$VENV/bin/pip" install --quiet --disable-pip-version-check oras 'moto[server]'
+fi
+
+# Azurite, Microsoft's Azure Storage emulator (npm), for the AzureStorage driver's tests.
+AZURITE="${WHARF_AZURITE_DIR:-${HOME:-/root}/.cache/wharf/azurite}"
+if [[ ! -x "$AZURITE/node_modules/.bin/azurite-blob" ]]; then
+  echo "e2e-setup: installing azurite into $AZURITE"
+  quietly npm install --silent --no-audit --no-fund --prefix "$AZURITE" azurite@3
 fi

@@ -24,6 +24,23 @@ pub struct ApiFeatures {
     pub app_url: Option<String>,
     /// `REGISTRY_TITLE`.
     pub registry_title: String,
+    /// The time-machine windows, in seconds, users and organizations may choose
+    /// (`TAG_EXPIRATION_OPTIONS`); None when `FEATURE_CHANGE_TAG_EXPIRATION` is off.
+    pub tag_expiration_options: Option<Vec<i64>>,
+    /// `PERMANENTLY_DELETE_TAGS`: `POST …/tag/<tag>/expire` takes a tag out of the time machine.
+    pub permanently_delete_tags: bool,
+}
+
+impl ApiFeatures {
+    /// Checks a requested time-machine window against `TAG_EXPIRATION_OPTIONS`: Ok(None) when
+    /// changing it is off (the field is ignored, as Quay does), a 400 for a window not offered.
+    pub fn tag_window(&self, seconds: Option<i64>) -> Result<Option<i64>, crate::ApiError> {
+        match (&self.tag_expiration_options, seconds) {
+            (Some(options), Some(s)) if options.contains(&s) => Ok(Some(s)),
+            (Some(_), Some(_)) => Err(crate::ApiError::model("Invalid tag expiration option")),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Default for ApiFeatures {
@@ -34,6 +51,8 @@ impl Default for ApiFeatures {
             user_creation: true,
             app_url: None,
             registry_title: "Project Quay".to_string(),
+            tag_expiration_options: Some(vec![0, 86_400, 604_800, 1_209_600, 2_419_200]),
+            permanently_delete_tags: false,
         }
     }
 }

@@ -128,10 +128,7 @@ pub async fn update(
         db.set_account_email(facts.namespace_row.id, Some(email))
             .await?;
     }
-    if let Some(seconds) = body.tag_expiration_s {
-        if seconds < 0 {
-            return Err(ApiError::model("Invalid tag expiration option"));
-        }
+    if let Some(seconds) = state.features.tag_window(body.tag_expiration_s)? {
         db.set_tag_expiration_s(facts.namespace_row.id, seconds)
             .await?;
     }

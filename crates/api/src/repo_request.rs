@@ -29,6 +29,7 @@ pub(crate) enum Endpoint {
     Tags,
     Tag(String),
     RestoreTag(String),
+    ExpireTag(String),
     Manifest(String),
 }
 
@@ -46,6 +47,7 @@ impl Endpoint {
             ["tag", ""] => Endpoint::Tags,
             ["tag", tag] => Endpoint::Tag(nonempty(tag)?),
             ["tag", tag, "restore"] => Endpoint::RestoreTag(nonempty(tag)?),
+            ["tag", tag, "expire"] => Endpoint::ExpireTag(nonempty(tag)?),
             ["manifest", digest] if digest.contains(':') => Endpoint::Manifest(digest.to_string()),
             _ => return None,
         })
@@ -55,7 +57,9 @@ impl Endpoint {
         let m = |allowed: &[Method]| allowed.contains(method);
         match self {
             Endpoint::Repository => m(&[Method::GET, Method::PUT, Method::DELETE]),
-            Endpoint::ChangeVisibility | Endpoint::RestoreTag(_) => m(&[Method::POST]),
+            Endpoint::ChangeVisibility | Endpoint::RestoreTag(_) | Endpoint::ExpireTag(_) => {
+                m(&[Method::POST])
+            }
             Endpoint::ChangeState => m(&[Method::PUT]),
             Endpoint::UserPermissions
             | Endpoint::TeamPermissions

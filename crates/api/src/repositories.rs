@@ -98,6 +98,7 @@ async fn dispatch(
         (Endpoint::Tag(tag), Method::PUT) => tags::put(&call, tag).await,
         (Endpoint::Tag(tag), _) => tags::delete(&call, tag).await,
         (Endpoint::RestoreTag(tag), _) => tags::restore(&call, tag).await,
+        (Endpoint::ExpireTag(tag), _) => tags::expire(&call, tag).await,
         (Endpoint::Manifest(digest), _) => tags::manifest(&call, digest).await,
         // `parse_path` only returns endpoints that allow the method.
         (Endpoint::Repository, _) => Err(ApiError::NotFound),

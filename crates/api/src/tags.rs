@@ -198,6 +198,47 @@ pub async fn restore(call: &Call<'_>, name: &str) -> ApiResult {
     Ok(Json(json!({})).into_response())
 }
 
+/// `POST …/tag/<tag>/expire` `{manifest_digest, is_alive, include_submanifests}` → `{}`
+/// (`PERMANENTLY_DELETE_TAGS`): takes the tag's lifetime that pointed at the manifest out of the
+/// time machine, so that it cannot be restored and garbage collection frees what only it kept.
+/// `is_alive` names the current lifetime (the tag is deleted and expired at once), otherwise a
+/// lifetime that already ended. Manifest-list children need nothing extra: once the list is
+/// collected, children no tag keeps go with it.
+pub async fn expire(call: &Call<'_>, name: &str) -> ApiResult {
+    if !call.state.features.permanently_delete_tags {
+        return Err(ApiError::NotFound);
+    }
+    let access = call.access(Role::Write).await?;
+    require_normal(&access.repo)?;
+    let body = call.json()?;
+    let Some(digest) = string_field(&body, "manifest_digest", true)? else {
+        return Err(ApiError::invalid("Missing manifest_digest"));
+    };
+    let is_alive = body
+        .get("is_alive")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let tag = parse_tag(name)?;
+    let digest: Digest = digest.parse().map_err(|_| ApiError::NotFound)?;
+    let window_s = access.facts.namespace_row.removed_tag_expiration_s.max(0);
+    let expired = call
+        .state
+        .registry
+        .expire_tag_now(
+            &access.repo,
+            &tag,
+            &digest,
+            is_alive,
+            Duration::from_secs(window_s as u64),
+        )
+        .await
+        .map_err(registry_error)?;
+    if !expired {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(json!({})).into_response())
+}
+
 /// `GET …/manifest/<digest>`: the stored manifest and its layers.
 pub async fn manifest(call: &Call<'_>, digest: &str) -> ApiResult {
     let access = call.access(Role::Read).await?;

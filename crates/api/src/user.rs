@@ -115,6 +115,7 @@ pub struct UpdateUser {
     family_name: Option<String>,
     company: Option<String>,
     location: Option<String>,
+    tag_expiration_s: Option<i64>,
 }
 
 /// `PUT /api/v1/user/`: the profile fields `FEATURE_USER_METADATA` asks for at first sign-in.
@@ -126,6 +127,9 @@ pub async fn update(
 ) -> ApiResult {
     let account = ctx.user_admin()?.clone();
     let db = state.auth.db();
+    if let Some(seconds) = state.features.tag_window(body.tag_expiration_s)? {
+        db.set_tag_expiration_s(account.id, seconds).await?;
+    }
     let keep = |new: &Option<String>, old: &Option<String>| new.clone().or_else(|| old.clone());
     let given = keep(&body.given_name, &account.given_name);
     let family = keep(&body.family_name, &account.family_name);
@@ -380,5 +384,6 @@ const PATHS: &[&str] = &[
     "/api/v1/repository/{repository}/tag/",
     "/api/v1/repository/{repository}/tag/{tag}",
     "/api/v1/repository/{repository}/tag/{tag}/restore",
+    "/api/v1/repository/{repository}/tag/{tag}/expire",
     "/api/v1/repository/{repository}/manifest/{manifestref}",
 ];

@@ -25,5 +25,8 @@ mod units;
 
 pub use error::{ConfigError, Location};
 pub use model::{Config, redact_url_password};
-pub use storage::{LOCAL_STORAGE_DRIVER, StorageDriverConfig, StorageLocation, StorageLocations};
+pub use storage::{
+    GOOGLE_CLOUD_STORAGE_ENDPOINT, LOCAL_STORAGE_DRIVER, RadosGwFlavor, Secret,
+    StorageDriverConfig, StorageLocation, StorageLocations,
+};
 pub use units::{ByteSize, QuayDuration, UnitError, parse_duration, parse_size};

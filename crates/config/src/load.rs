@@ -318,6 +318,81 @@ impl<'de> Visitor<'de> for ConfigVisitor<'_> {
                 "DIRECT_OAUTH_CLIENTID_WHITELIST" => {
                     config.direct_oauth_clientid_whitelist = self.read(&mut map, k, NAMES)?;
                 }
+                "FEATURE_STORAGE_REPLICATION" => {
+                    config.feature_storage_replication = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_PROXY_STORAGE" => {
+                    config.feature_proxy_storage = self.read(&mut map, k, BOOL)?;
+                }
+                "TAG_EXPIRATION_OPTIONS" => {
+                    config.tag_expiration_options = self.read(&mut map, k, LIST)?;
+                }
+                "FEATURE_CHANGE_TAG_EXPIRATION" => {
+                    config.feature_change_tag_expiration = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_GARBAGE_COLLECTION" => {
+                    config.feature_garbage_collection = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_NAMESPACE_GARBAGE_COLLECTION" => {
+                    config.feature_namespace_garbage_collection = self.read(&mut map, k, BOOL)?;
+                }
+                "FEATURE_REPOSITORY_GARBAGE_COLLECTION" => {
+                    config.feature_repository_garbage_collection = self.read(&mut map, k, BOOL)?;
+                }
+                "PERMANENTLY_DELETE_TAGS" => {
+                    config.permanently_delete_tags = self.read(&mut map, k, BOOL)?;
+                }
+                "EXTERNAL_TLS_TERMINATION" => {
+                    config.external_tls_termination = self.read(&mut map, k, BOOL)?;
+                }
+                "SSL_PROTOCOLS" => {
+                    config.ssl_protocols = self.read(&mut map, k, LIST)?;
+                }
+                "SSL_CIPHERS" => {
+                    config.ssl_ciphers = self.read(&mut map, k, LIST)?;
+                }
+                "FEATURE_RATE_LIMITS" => {
+                    config.feature_rate_limits = self.read(&mut map, k, BOOL)?;
+                }
+                "NON_RATE_LIMITED_NAMESPACES" => {
+                    config.non_rate_limited_namespaces = self.read(&mut map, k, NAMES)?;
+                }
+                "DB_CONNECTION_POOLING" => {
+                    config.db_connection_pooling = self.read(&mut map, k, BOOL)?;
+                }
+                "DB_CONNECTION_ARGS" => {
+                    config.db_connection_args = self.read(&mut map, k, NO_HINT)?;
+                }
+                "BUILDLOGS_REDIS" => {
+                    config.buildlogs_redis = self.read(&mut map, k, NO_HINT)?;
+                }
+                "USER_EVENTS_REDIS" => {
+                    config.user_events_redis = self.read(&mut map, k, NO_HINT)?;
+                }
+                "TRACKED_NAMESPACES" => {
+                    config.tracked_namespaces = self.read(&mut map, k, NAMES)?;
+                }
+                "WORKER_COUNT_WEB" => {
+                    config.worker_count_web = self.read(&mut map, k, COUNT)?;
+                }
+                "WORKER_COUNT_REGISTRY" => {
+                    config.worker_count_registry = self.read(&mut map, k, COUNT)?;
+                }
+                "WORKER_COUNT_SECSCAN" => {
+                    config.worker_count_secscan = self.read(&mut map, k, COUNT)?;
+                }
+                "WORKER_CONNECTION_COUNT_WEB" => {
+                    config.worker_connection_count_web = self.read(&mut map, k, COUNT)?;
+                }
+                "WORKER_CONNECTION_COUNT_REGISTRY" => {
+                    config.worker_connection_count_registry = self.read(&mut map, k, COUNT)?;
+                }
+                "WORKER_CONNECTION_COUNT_SECSCAN" => {
+                    config.worker_connection_count_secscan = self.read(&mut map, k, COUNT)?;
+                }
+                "WORKER_CONNECTION_COUNT" => {
+                    config.worker_connection_count = self.read(&mut map, k, COUNT)?;
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     self.state.unknown_keys.push(key);

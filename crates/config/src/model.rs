@@ -108,6 +108,68 @@ pub struct Config {
     /// `DIRECT_OAUTH_CLIENTID_WHITELIST`: OAuth client ids whose tokens may be granted without a
     /// consent page. Default empty.
     pub direct_oauth_clientid_whitelist: Vec<String>,
+    /// `FEATURE_STORAGE_REPLICATION`: copy every blob to each location of
+    /// `DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS` in the background. Default `false`. Not
+    /// available with `LocalStorage`.
+    pub feature_storage_replication: bool,
+    /// `FEATURE_PROXY_STORAGE`: stream blobs from object storage through the registry instead of
+    /// redirecting clients to signed storage URLs. Default `false`.
+    pub feature_proxy_storage: bool,
+    /// `TAG_EXPIRATION_OPTIONS`: the time-machine windows a user or organization may choose.
+    /// Default `[0s, 1d, 1w, 2w, 4w]`.
+    pub tag_expiration_options: Vec<String>,
+    /// `FEATURE_CHANGE_TAG_EXPIRATION`: users and organizations may choose their time-machine
+    /// window among `TAG_EXPIRATION_OPTIONS`. Default `true`.
+    pub feature_change_tag_expiration: bool,
+    /// `FEATURE_GARBAGE_COLLECTION`: run the garbage collector that frees expired tags and the
+    /// manifests and blobs nothing references any more. Default `true`.
+    pub feature_garbage_collection: bool,
+    /// `FEATURE_NAMESPACE_GARBAGE_COLLECTION`: purge deleted users and organizations.
+    /// Default `true`.
+    pub feature_namespace_garbage_collection: bool,
+    /// `FEATURE_REPOSITORY_GARBAGE_COLLECTION`: purge deleted repositories. Default `true`.
+    pub feature_repository_garbage_collection: bool,
+    /// `PERMANENTLY_DELETE_TAGS`: tags may be taken out of the time machine at once through
+    /// `POST …/tag/<tag>/expire`. Default `false`.
+    pub permanently_delete_tags: bool,
+    /// `EXTERNAL_TLS_TERMINATION`: TLS ends at a load balancer in front of Wharf, so Wharf serves
+    /// plain HTTP even when `PREFERRED_URL_SCHEME` is `https`. Default `false`.
+    pub external_tls_termination: bool,
+    /// `SSL_PROTOCOLS`: TLS versions to offer (`TLSv1.2`, `TLSv1.3`). Default: both.
+    pub ssl_protocols: Option<Vec<String>>,
+    /// `SSL_CIPHERS`: cipher suites to offer, by OpenSSL or IANA name. Default: rustls' own.
+    pub ssl_ciphers: Option<Vec<String>>,
+    /// `FEATURE_RATE_LIMITS`: limit request rates per client as Quay's nginx does. Default `false`.
+    pub feature_rate_limits: bool,
+    /// `NON_RATE_LIMITED_NAMESPACES`: namespaces whose requests are never rate limited.
+    /// Default empty.
+    pub non_rate_limited_namespaces: Vec<String>,
+    /// `DB_CONNECTION_POOLING`: keep a pool of database connections. Default `true`.
+    pub db_connection_pooling: bool,
+    /// `DB_CONNECTION_ARGS`: database connection settings (`max_connections`, `timeout`,
+    /// `stale_timeout`, `sslmode`, `sslrootcert`, ...). Default empty.
+    pub db_connection_args: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `BUILDLOGS_REDIS`: Redis for build logs (`host`, `port`, `password`, `ssl`).
+    pub buildlogs_redis: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// `USER_EVENTS_REDIS`: Redis for user events and locks (`host`, `port`, `password`, `ssl`).
+    pub user_events_redis: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// `TRACKED_NAMESPACES`: namespaces that get their own `namespace_name` label in request
+    /// metrics; others are counted as `other`. Default empty.
+    pub tracked_namespaces: Vec<String>,
+    /// `WORKER_COUNT_WEB`: Quay's gunicorn worker count for the web (API) tier.
+    pub worker_count_web: Option<u32>,
+    /// `WORKER_COUNT_REGISTRY`: Quay's gunicorn worker count for the registry tier.
+    pub worker_count_registry: Option<u32>,
+    /// `WORKER_COUNT_SECSCAN`: Quay's gunicorn worker count for the security-scan tier.
+    pub worker_count_secscan: Option<u32>,
+    /// `WORKER_CONNECTION_COUNT_WEB`: connections per web worker.
+    pub worker_connection_count_web: Option<u32>,
+    /// `WORKER_CONNECTION_COUNT_REGISTRY`: connections per registry worker.
+    pub worker_connection_count_registry: Option<u32>,
+    /// `WORKER_CONNECTION_COUNT_SECSCAN`: connections per security-scan worker.
+    pub worker_connection_count_secscan: Option<u32>,
+    /// `WORKER_CONNECTION_COUNT`: connections per worker of every tier.
+    pub worker_connection_count: Option<u32>,
 }
 
 impl Default for Config {
@@ -147,6 +209,37 @@ impl Default for Config {
             instance_service_key_service: "quay".to_owned(),
             registry_jwt_auth_max_fresh_s: 3660,
             direct_oauth_clientid_whitelist: Vec::new(),
+            feature_storage_replication: false,
+            feature_proxy_storage: false,
+            tag_expiration_options: vec![
+                "0s".to_owned(),
+                "1d".to_owned(),
+                "1w".to_owned(),
+                "2w".to_owned(),
+                "4w".to_owned(),
+            ],
+            feature_change_tag_expiration: true,
+            feature_garbage_collection: true,
+            feature_namespace_garbage_collection: true,
+            feature_repository_garbage_collection: true,
+            permanently_delete_tags: false,
+            external_tls_termination: false,
+            ssl_protocols: None,
+            ssl_ciphers: None,
+            feature_rate_limits: false,
+            non_rate_limited_namespaces: Vec::new(),
+            db_connection_pooling: true,
+            db_connection_args: Default::default(),
+            buildlogs_redis: None,
+            user_events_redis: None,
+            tracked_namespaces: Vec::new(),
+            worker_count_web: None,
+            worker_count_registry: None,
+            worker_count_secscan: None,
+            worker_connection_count_web: None,
+            worker_connection_count_registry: None,
+            worker_connection_count_secscan: None,
+            worker_connection_count: None,
         }
     }
 }
@@ -226,6 +319,31 @@ impl fmt::Debug for Config {
             instance_service_key_service,
             registry_jwt_auth_max_fresh_s,
             direct_oauth_clientid_whitelist,
+            feature_storage_replication,
+            feature_proxy_storage,
+            tag_expiration_options,
+            feature_change_tag_expiration,
+            feature_garbage_collection,
+            feature_namespace_garbage_collection,
+            feature_repository_garbage_collection,
+            permanently_delete_tags,
+            external_tls_termination,
+            ssl_protocols,
+            ssl_ciphers,
+            feature_rate_limits,
+            non_rate_limited_namespaces,
+            db_connection_pooling,
+            db_connection_args,
+            buildlogs_redis,
+            user_events_redis,
+            tracked_namespaces,
+            worker_count_web,
+            worker_count_registry,
+            worker_count_secscan,
+            worker_connection_count_web,
+            worker_connection_count_registry,
+            worker_connection_count_secscan,
+            worker_connection_count,
         } = self;
         f.debug_struct("Config")
             .field("db_uri", &db_uri.as_deref().map(redact_url_password))
@@ -282,6 +400,59 @@ impl fmt::Debug for Config {
                 "direct_oauth_clientid_whitelist",
                 direct_oauth_clientid_whitelist,
             )
+            .field("feature_storage_replication", feature_storage_replication)
+            .field("feature_proxy_storage", feature_proxy_storage)
+            .field("tag_expiration_options", tag_expiration_options)
+            .field(
+                "feature_change_tag_expiration",
+                feature_change_tag_expiration,
+            )
+            .field("feature_garbage_collection", feature_garbage_collection)
+            .field(
+                "feature_namespace_garbage_collection",
+                feature_namespace_garbage_collection,
+            )
+            .field(
+                "feature_repository_garbage_collection",
+                feature_repository_garbage_collection,
+            )
+            .field("permanently_delete_tags", permanently_delete_tags)
+            .field("external_tls_termination", external_tls_termination)
+            .field("ssl_protocols", ssl_protocols)
+            .field("ssl_ciphers", ssl_ciphers)
+            .field("feature_rate_limits", feature_rate_limits)
+            .field("non_rate_limited_namespaces", non_rate_limited_namespaces)
+            .field("db_connection_pooling", db_connection_pooling)
+            .field(
+                "db_connection_args",
+                &db_connection_args.keys().collect::<Vec<_>>(),
+            )
+            .field(
+                "buildlogs_redis",
+                &buildlogs_redis
+                    .as_ref()
+                    .map(|m| m.keys().collect::<Vec<_>>()),
+            )
+            .field(
+                "user_events_redis",
+                &user_events_redis
+                    .as_ref()
+                    .map(|m| m.keys().collect::<Vec<_>>()),
+            )
+            .field("tracked_namespaces", tracked_namespaces)
+            .field("worker_count_web", worker_count_web)
+            .field("worker_count_registry", worker_count_registry)
+            .field("worker_count_secscan", worker_count_secscan)
+            .field("worker_connection_count_web", worker_connection_count_web)
+            .field(
+                "worker_connection_count_registry",
+                worker_connection_count_registry,
+            )
+            .field(
+                "worker_connection_count_secscan",
+                worker_connection_count_secscan,
+            )
+            .field("worker_connection_count", worker_connection_count)
             .finish()
     }
 }

@@ -1,100 +1,30 @@
 //! The `DISTRIBUTED_STORAGE_CONFIG` model: storage locations and their driver settings.
 //!
 //! Quay writes each location as `id: [DriverClassName, {driver parameters}]`. This module
-//! turns that pair into a [`StorageDriverConfig`]. Only `LocalStorage` has a typed variant
-//! today; every other driver (S3Storage, GoogleCloudStorage, ...) is kept as its name and
-//! raw parameters, so a config written for a Quay cluster still loads and the storage
-//! crate can say "driver not supported" when (and only if) that location is used.
+//! turns that pair into a [`StorageDriverConfig`] with Quay's parameter names: typed
+//! variants for the drivers Wharf implements (`LocalStorage`, `S3Storage`, the
+//! S3-compatible `RadosGWStorage`/`RHOCSStorage`/`IBMCloudStorage`, `GoogleCloudStorage`
+//! through its S3-compatible XML API, and `AzureStorage`). Every other driver (SwiftStorage,
+//! CloudFrontedS3Storage, STSS3Storage, ...) is kept as its name and raw parameters, so a
+//! config written for a Quay cluster still loads and the storage crate can say "driver not
+//! supported" when (and only if) that location is used.
+//!
+//! A missing required parameter is an error naming the location and the parameter, with
+//! the config-tool's message (`DISTRIBUTED_STORAGE_CONFIG.<id>.<param> is required`).
+//! Credentials are [`Secret`](params::Secret)s, which `Debug` never prints.
+
+mod driver;
+mod params;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 
-/// Quay's class name for the filesystem driver.
-pub const LOCAL_STORAGE_DRIVER: &str = "LocalStorage";
-
-/// How one storage location stores its blobs.
-#[derive(Clone, PartialEq)]
-pub enum StorageDriverConfig {
-    /// `[LocalStorage, {storage_path: /datastorage/registry}]`: blobs under a local directory.
-    Local {
-        /// Root directory of the location; Quay's container uses `/datastorage/registry`.
-        storage_path: PathBuf,
-    },
-    /// Any other driver, kept verbatim until Wharf implements it.
-    Other {
-        /// Quay's driver class name, e.g. `S3Storage`.
-        driver: String,
-        /// The driver's keyword arguments as written in the config.
-        params: BTreeMap<String, serde_json::Value>,
-    },
-}
-
-impl StorageDriverConfig {
-    /// Quay's class name for this driver, e.g. `LocalStorage` or `S3Storage`.
-    pub fn driver_name(&self) -> &str {
-        match self {
-            Self::Local { .. } => LOCAL_STORAGE_DRIVER,
-            Self::Other { driver, .. } => driver,
-        }
-    }
-
-    /// Builds the typed driver from Quay's `[driver, params]` pair.
-    ///
-    /// The error is a sentence fragment explaining what is wrong with the parameters.
-    fn from_parts(
-        driver: String,
-        mut params: BTreeMap<String, serde_json::Value>,
-    ) -> Result<Self, String> {
-        if driver != LOCAL_STORAGE_DRIVER {
-            return Ok(Self::Other { driver, params });
-        }
-        let storage_path = match params.remove("storage_path") {
-            Some(serde_json::Value::String(path)) if !path.is_empty() => PathBuf::from(path),
-            Some(other) => {
-                return Err(format!(
-                    "{LOCAL_STORAGE_DRIVER} storage_path must be a non-empty string, found {other}"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "{LOCAL_STORAGE_DRIVER} needs a storage_path parameter"
-                ));
-            }
-        };
-        // Quay passes the parameters as keyword arguments to the driver class, so an extra
-        // one makes Quay fail at start-up; rejecting it here keeps the two in agreement and
-        // catches misspellings such as `storage_pth`.
-        if !params.is_empty() {
-            let extra: Vec<&str> = params.keys().map(String::as_str).collect();
-            return Err(format!(
-                "{LOCAL_STORAGE_DRIVER} accepts only storage_path, found {}",
-                extra.join(", ")
-            ));
-        }
-        Ok(Self::Local { storage_path })
-    }
-}
-
-impl fmt::Debug for StorageDriverConfig {
-    /// Shows parameter names but not their values: other drivers' parameters hold
-    /// credentials (`s3_secret_key`, `secret_key`, ...) that must not reach logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Local { storage_path } => f
-                .debug_struct("Local")
-                .field("storage_path", storage_path)
-                .finish(),
-            Self::Other { driver, params } => f
-                .debug_struct("Other")
-                .field("driver", driver)
-                .field("params", &params.keys().collect::<Vec<_>>())
-                .finish_non_exhaustive(),
-        }
-    }
-}
+pub use driver::{
+    GOOGLE_CLOUD_STORAGE_ENDPOINT, LOCAL_STORAGE_DRIVER, RadosGwFlavor, StorageDriverConfig,
+};
+pub use params::Secret;
 
 /// One entry of `DISTRIBUTED_STORAGE_CONFIG`.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,7 +122,7 @@ impl<'de> Visitor<'de> for LocationsVisitor {
         let mut locations = StorageLocations::new();
         while let Some(id) = map.next_key::<String>()? {
             let DriverPair { driver, params } = map.next_value()?;
-            let driver = StorageDriverConfig::from_parts(driver, params)
+            let driver = StorageDriverConfig::from_quay(&id, driver, params)
                 .map_err(|reason| A::Error::custom(format!("location {id}: {reason}")))?;
             // Duplicate ids cannot reach this point: the YAML parser rejects duplicate keys.
             locations.insert(id, driver);
@@ -243,6 +173,8 @@ impl<'de> Visitor<'de> for DriverPairVisitor {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn parse(yaml: &str) -> Result<StorageLocations, String> {
@@ -253,20 +185,23 @@ mod tests {
     fn local_and_other_drivers_keep_config_order() -> Result<(), String> {
         let locations = parse(
             "zz_local: [LocalStorage, {storage_path: /datastorage/registry}]\n\
-             aa_s3: [S3Storage, {s3_bucket: quay, port: 443, is_secure: yes}]\n",
+             aa_swift: [SwiftStorage, {swift_container: quay, port: 443, is_secure: yes}]\n",
         )?;
-        assert_eq!(locations.ids().collect::<Vec<_>>(), ["zz_local", "aa_s3"]);
+        assert_eq!(
+            locations.ids().collect::<Vec<_>>(),
+            ["zz_local", "aa_swift"]
+        );
         assert_eq!(
             locations.get("zz_local"),
             Some(&StorageDriverConfig::Local {
                 storage_path: PathBuf::from("/datastorage/registry")
             })
         );
-        let Some(StorageDriverConfig::Other { driver, params }) = locations.get("aa_s3") else {
-            return Err(format!("aa_s3 is not Other: {locations:?}"));
+        let Some(StorageDriverConfig::Other { driver, params }) = locations.get("aa_swift") else {
+            return Err(format!("aa_swift is not Other: {locations:?}"));
         };
-        assert_eq!(driver, "S3Storage");
-        assert_eq!(params["s3_bucket"], "quay");
+        assert_eq!(driver, "SwiftStorage");
+        assert_eq!(params["swift_container"], "quay");
         assert_eq!(params["port"], 443);
         // Driver parameters follow YAML 1.1 like PyYAML does: `yes` is a boolean.
         assert_eq!(params["is_secure"], true);

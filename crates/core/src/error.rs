@@ -45,4 +45,8 @@ pub enum RegistryError {
     Db(#[from] db::DbError),
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    /// The node's storage configuration does not fit what the database holds (an operational
+    /// problem, e.g. a location removed from `DISTRIBUTED_STORAGE_CONFIG`).
+    #[error("{0}")]
+    Internal(String),
 }

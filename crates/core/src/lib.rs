@@ -3,9 +3,12 @@
 //! renders its results and [`RegistryError`]s as the OCI protocol demands.
 
 mod error;
+mod gc;
 mod listing;
+mod locations;
 mod manifests;
 mod tags;
+mod traffic;
 mod uploads;
 
 use std::sync::Arc;
@@ -16,8 +19,11 @@ use storage::BlobStore;
 use types::RepositoryPath;
 
 pub use error::RegistryError;
+pub use gc::{GcCursor, GcReport, GcStats, PurgeProgress};
 pub use listing::Page;
+pub use locations::{Location, Replication};
 pub use manifests::{PushedManifest, referrers_index};
+pub use traffic::{PullRef, TrafficStats};
 pub use uploads::{BodyStream, UploadProgress};
 
 /// Tunables of the registry's behaviour, taken from configuration.
@@ -34,6 +40,13 @@ pub struct Settings {
     pub max_blob_size: u64,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: usize,
+    /// Locations every blob must be copied to (`DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS`), when
+    /// `FEATURE_STORAGE_REPLICATION` is on; None when replication is off.
+    pub replicate_to: Option<Vec<String>>,
+    /// Answer blob downloads with a redirect to the object store's signed URL when the driver
+    /// can make one (Quay's direct download); off with `FEATURE_PROXY_STORAGE`, which streams
+    /// blobs through the registry.
+    pub direct_download: bool,
 }
 
 impl Default for Settings {
@@ -44,6 +57,8 @@ impl Default for Settings {
             uploaded_blob_expiration: Duration::from_secs(3600),
             max_blob_size: 20_000_000_000,
             max_manifest_size: 4 << 20,
+            replicate_to: None,
+            direct_download: true,
         }
     }
 }
@@ -60,8 +75,7 @@ pub struct Registry {
 
 struct Inner {
     db: Db,
-    store: Arc<dyn BlobStore>,
-    location_id: i64,
+    locations: locations::Locations,
     settings: Settings,
     repositories: moka::sync::Cache<String, Arc<RepositoryRow>>,
     tags: moka::sync::Cache<(i64, String), Arc<ManifestRow>>,
@@ -69,27 +83,56 @@ struct Inner {
     tag_lists: moka::sync::Cache<i64, Arc<Vec<String>>>,
     /// Upload sessions a request of this process is writing to right now.
     writing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The garbage collector's counters.
+    gc: gc::GcCounters,
+    /// Pulls, pushes and uploads, for metrics.
+    traffic: traffic::TrafficCounters,
 }
 
 impl Registry {
-    /// Builds the services; `location` names the storage location `store` writes to.
+    /// Builds the services over one storage location named `location`.
     pub async fn new(
         db: Db,
         store: Arc<dyn BlobStore>,
         location: &str,
         settings: Settings,
     ) -> Result<Registry, RegistryError> {
-        let location_id = db.ensure_location(location).await?;
+        Self::with_locations(db, vec![(location.to_string(), store)], settings).await
+    }
+
+    /// Builds the services over several storage locations, given in this node's preference
+    /// order: uploads go to the first.
+    pub async fn with_locations(
+        db: Db,
+        locations: Vec<(String, Arc<dyn BlobStore>)>,
+        settings: Settings,
+    ) -> Result<Registry, RegistryError> {
+        let mut ordered = Vec::with_capacity(locations.len());
+        for (name, store) in locations {
+            let id = db.ensure_location(&name).await?;
+            ordered.push(locations::Location { id, name, store });
+        }
+        if let Some(required) = &settings.replicate_to
+            && let Some(unknown) = required
+                .iter()
+                .find(|name| !ordered.iter().any(|l| &l.name == *name))
+        {
+            return Err(RegistryError::Internal(format!(
+                "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS names {unknown:?}, which \
+                 DISTRIBUTED_STORAGE_CONFIG lacks"
+            )));
+        }
         Ok(Registry {
             inner: Arc::new(Inner {
                 db,
-                store,
-                location_id,
+                locations: locations::Locations::new(ordered)?,
                 settings,
                 repositories: cache(10_000),
                 tags: cache(100_000),
                 tag_lists: cache(10_000),
                 writing: Default::default(),
+                gc: Default::default(),
+                traffic: Default::default(),
             }),
         })
     }

@@ -15,6 +15,8 @@ pub struct PushedManifest {
     pub digest: Digest,
     /// The `subject` the manifest names, reported back in `OCI-Subject`.
     pub subject: Option<Digest>,
+    /// The stored manifest's media type.
+    pub media_type: String,
 }
 
 impl Registry {
@@ -115,6 +117,7 @@ impl Registry {
         Ok(PushedManifest {
             digest,
             subject: parsed.subject.map(|s| s.digest),
+            media_type: parsed.media_type,
         })
     }
 

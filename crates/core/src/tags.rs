@@ -65,6 +65,32 @@ impl Registry {
         Ok(changed)
     }
 
+    /// Takes a lifetime of `tag` that pointed at `digest` out of the time machine: the alive one
+    /// (`is_alive`, which also deletes the tag) or one that ended within `window`. False when
+    /// there is no such lifetime.
+    pub async fn expire_tag_now(
+        &self,
+        repo: &RepositoryRow,
+        tag: &Tag,
+        digest: &Digest,
+        is_alive: bool,
+        window: Duration,
+    ) -> Result<bool, RegistryError> {
+        let expired = self
+            .inner
+            .db
+            .expire_tag_lifetime(
+                repo.id,
+                tag.as_str(),
+                &digest.to_string(),
+                is_alive,
+                window.as_millis() as i64,
+            )
+            .await?;
+        self.tags_changed(repo.id, Some(tag.as_str()));
+        Ok(expired)
+    }
+
     /// Drops the cached row of the repository `namespace/name` after its settings changed or it
     /// was deleted, so the next request reads it again (and a recreated repository of that
     /// name is not confused with the deleted one).

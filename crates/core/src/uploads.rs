@@ -1,13 +1,12 @@
 //! Blob uploads: sessions that stream request bodies through the hasher into storage, persist
 //! their progress after every request, and become blobs when the client names the digest.
 
-use std::ops::RangeInclusive;
 use std::pin::Pin;
 
 use bytes::Bytes;
 use db::{BlobRow, CommitBlob, NewUpload, RepositoryRow, UploadRow};
 use futures::{Stream, StreamExt};
-use storage::{ByteStream, UploadWriter};
+use storage::UploadWriter;
 use types::{Algorithm, Digest, DigestHasher};
 
 use crate::{Registry, RegistryError, now_ms};
@@ -48,18 +47,21 @@ impl Registry {
         algorithm: Algorithm,
     ) -> Result<UploadRow, RegistryError> {
         let uuid = uuid::Uuid::new_v4().to_string();
-        let state = self.inner.store.begin_upload(&uuid).await?;
-        Ok(self
+        let target = self.inner.locations.upload_target();
+        let state = target.store.begin_upload(&uuid).await?;
+        let row = self
             .inner
             .db
             .create_upload(NewUpload {
                 uuid,
                 repository_id: repo.id,
-                location_id: self.inner.location_id,
+                location_id: target.id,
                 hash_state: DigestHasher::new(algorithm).save(),
                 storage_state: state.to_string(),
             })
-            .await?)
+            .await?;
+        self.record_upload_started();
+        Ok(row)
     }
 
     async fn session(&self, repo: &RepositoryRow, uuid: &str) -> Result<UploadRow, RegistryError> {
@@ -147,6 +149,7 @@ impl Registry {
                 "another request wrote to this upload at the same time".into(),
             ));
         }
+        self.record_pushed_bytes(size - offset);
         Ok(UploadRow {
             byte_count: size as i64,
             hash_state,
@@ -182,8 +185,7 @@ impl Registry {
             let w = match writer.as_mut() {
                 Some(w) => w,
                 None => writer.insert(
-                    self.inner
-                        .store
+                    self.upload_store(row)?
                         .upload_writer(&row.uuid, state, offset)
                         .await?,
                 ),
@@ -232,27 +234,37 @@ impl Registry {
         digest: &Digest,
     ) -> Result<BlobRow, RegistryError> {
         let state = storage_state(&row)?;
+        let store = self.upload_store(&row)?;
         let hasher = DigestHasher::restore(&row.hash_state)
             .map_err(|e| RegistryError::UploadInvalid(e.to_string()))?;
-        let actual = if hasher.algorithm() == digest.algorithm() {
-            hasher.finish()
+        let key = if hasher.algorithm() == digest.algorithm() {
+            let actual = hasher.finish();
+            if actual != *digest {
+                self.discard(&row).await;
+                return Err(mismatch(&actual, digest));
+            }
+            store.complete_upload(&row.uuid, &state).await?
         } else {
-            // The session hashed with SHA-256 but the client names another algorithm: hash the
-            // stored bytes once more.
+            // The session hashed with SHA-256 but the client names another algorithm: complete
+            // the object (object stores cannot read an unfinished multipart upload), hash it
+            // once more, and delete it again if it does not match.
+            let key = store.complete_upload(&row.uuid, &state).await?;
             let mut again = DigestHasher::new(digest.algorithm());
-            let mut bytes = self.inner.store.read_upload(&row.uuid, &state).await?;
+            let mut bytes = store.get(&key, None).await?;
             while let Some(chunk) = bytes.next().await {
                 again.update(&chunk?);
             }
-            again.finish()
+            let actual = again.finish();
+            if actual != *digest {
+                if let Err(e) = self.inner.db.delete_upload(row.id).await {
+                    tracing::warn!(upload = %row.uuid, error = %e, "could not delete an upload session");
+                } else if let Err(e) = store.delete(&key).await {
+                    tracing::warn!(key = %key, error = %e, "could not delete a mismatched upload");
+                }
+                return Err(mismatch(&actual, digest));
+            }
+            key
         };
-        if actual != *digest {
-            self.discard(&row).await;
-            return Err(RegistryError::DigestInvalid(format!(
-                "the uploaded content has digest {actual}, not {digest}"
-            )));
-        }
-        let key = self.inner.store.complete_upload(&row.uuid, &state).await?;
         let outcome = self
             .inner
             .db
@@ -265,14 +277,16 @@ impl Registry {
                 storage_key: key,
                 protect_until_ms: now_ms()
                     + self.inner.settings.uploaded_blob_expiration.as_millis() as i64,
+                replicate: self.inner.settings.replicate_to.is_some(),
             })
             .await?;
         if let Some(redundant) = outcome.redundant_object {
             // The digest was already stored; only after the commit is our copy unreferenced.
-            if let Err(e) = self.inner.store.delete(&redundant).await {
+            if let Err(e) = store.delete(&redundant).await {
                 tracing::warn!(key = %redundant, error = %e, "could not delete a redundant upload object");
             }
         }
+        self.record_upload_completed();
         Ok(outcome.blob)
     }
 
@@ -283,7 +297,11 @@ impl Registry {
             tracing::warn!(upload = %row.uuid, error = %e, "could not delete an upload session");
             return;
         }
-        if let Err(e) = self.inner.store.abort_upload(&row.uuid, &state).await {
+        let aborted = match self.upload_store(row) {
+            Ok(store) => store.abort_upload(&row.uuid, &state).await,
+            Err(e) => Err(storage::StorageError::NotFound(e.to_string())),
+        };
+        if let Err(e) = aborted {
             tracing::warn!(upload = %row.uuid, error = %e, "could not delete upload bytes");
         }
     }
@@ -351,13 +369,9 @@ impl Registry {
             .ok_or_else(|| RegistryError::BlobUnknown(digest.to_string()))
     }
 
-    /// The bytes of a blob, or an inclusive range of them.
-    pub async fn blob_bytes(
-        &self,
-        blob: &BlobRow,
-        range: Option<RangeInclusive<u64>>,
-    ) -> Result<ByteStream, RegistryError> {
-        Ok(self.inner.store.get(&blob.storage_key, range).await?)
+    /// The driver of the location an upload session writes to.
+    fn upload_store(&self, row: &UploadRow) -> Result<&dyn storage::BlobStore, RegistryError> {
+        Ok(self.inner.locations.by_id(row.location_id)?.store.as_ref())
     }
 }
 
@@ -409,6 +423,12 @@ async fn drain(body: &mut BodyStream) {
             _ => return,
         }
     }
+}
+
+fn mismatch(actual: &Digest, expected: &Digest) -> RegistryError {
+    RegistryError::DigestInvalid(format!(
+        "the uploaded content has digest {actual}, not {expected}"
+    ))
 }
 
 fn storage_state(row: &UploadRow) -> Result<serde_json::Value, RegistryError> {

@@ -94,6 +94,7 @@ pub(crate) fn new_account(
     username: &str,
     email: Option<String>,
     kind: AccountKind,
+    tag_window_s: i64,
 ) -> account::ActiveModel {
     account::ActiveModel {
         username: Set(username.to_string()),
@@ -102,7 +103,7 @@ pub(crate) fn new_account(
         robot: Set(kind == AccountKind::Robot),
         enabled: Set(true),
         uuid: Set(uuid::Uuid::new_v4().to_string()),
-        removed_tag_expiration_s: Set(1_209_600),
+        removed_tag_expiration_s: Set(tag_window_s),
         creation_ms: Set(now_ms()),
         verified: Set(kind != AccountKind::User),
         ..Default::default()
@@ -131,7 +132,12 @@ impl Db {
             password_hash: Set(Some(new.password_hash)),
             verified: Set(new.verified),
             superuser: Set(new.superuser),
-            ..new_account(&new.username, Some(new.email), AccountKind::User)
+            ..new_account(
+                &new.username,
+                Some(new.email),
+                AccountKind::User,
+                self.default_tag_window_s,
+            )
         };
         Ok(match insert_account(&self.write, model).await? {
             Some(row) => CreateUserOutcome::Created(Box::new(row.into())),
@@ -203,7 +209,12 @@ impl Db {
         creator: i64,
     ) -> Result<CreateUserOutcome, DbError> {
         let tx = self.begin_write().await?;
-        let model = new_account(name, email.map(str::to_string), AccountKind::Organization);
+        let model = new_account(
+            name,
+            email.map(str::to_string),
+            AccountKind::Organization,
+            self.default_tag_window_s,
+        );
         let Some(org) = insert_account(&tx, model).await? else {
             return Ok(CreateUserOutcome::NameTaken);
         };

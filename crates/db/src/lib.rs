@@ -9,7 +9,9 @@
 mod access;
 mod account_admin;
 mod accounts;
+mod connect;
 pub mod entity;
+mod gc;
 mod manifests;
 mod migrate;
 mod prototypes;
@@ -17,6 +19,7 @@ mod queue;
 mod repo_admin;
 mod repos;
 mod robots;
+mod stats;
 mod tag_history;
 mod teams;
 #[cfg(any(test, feature = "testing"))]
@@ -35,12 +38,15 @@ use sea_orm::{
 
 pub use access::{AccessFacts, CreateRepositoryOutcome, Delegate, NewRepository, PermissionRow};
 pub use accounts::{AccountRow, CreateUserOutcome, NewUser};
+pub use connect::ConnectOptions;
+pub use gc::{FreedBlob, GC_CHUNK, GcAttempt, GcStep, NamespacePurge, PurgeStep, RepositoryCounts};
 pub use manifests::{ManifestRow, NewManifest, PutManifestOutcome, TagTarget};
 pub use prototypes::{PrototypeDelegate, PrototypeRow};
-pub use queue::{QueueItem, item_name};
+pub use queue::{DEFAULT_RETRIES, QueueCounts, QueueItem, item_name};
 pub use repo_admin::RepositoryListing;
 pub use repos::{RepositoryRow, Viewer};
 pub use robots::{CreateRobotOutcome, NewRobot, RepositoryGrant, RobotRow};
+pub use stats::RowCounts;
 pub use tag_history::{
     RepositoryFilter, RetargetOutcome, TagHistoryPage, TagHistoryQuery, TagHistoryRow,
 };
@@ -52,7 +58,10 @@ pub use tokens::{
     AccessTokenRow, AppTokenRow, ApplicationRow, NewAccessToken, NewAppToken, NewApplication,
     NewServiceKey, ServiceKeyRow,
 };
-pub use uploads::{BlobRow, CommitBlob, CommitOutcome, NewUpload, UploadRow};
+pub use uploads::{
+    BlobRow, BlobScan, CommitBlob, CommitOutcome, NewUpload, REPLICATION_QUEUE, UploadRow,
+    replication_item_name,
+};
 
 /// A database failure. Client mistakes never show up here: stores return them as values.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +99,24 @@ pub struct Db {
     write: DatabaseConnection,
     read: DatabaseConnection,
     backend: DbBackend,
+    /// The time-machine window new users and organizations start with
+    /// (`DEFAULT_TAG_EXPIRATION`), in seconds.
+    default_tag_window_s: i64,
 }
+
+/// Quay's `DEFAULT_TAG_EXPIRATION` of two weeks, in seconds.
+const DEFAULT_TAG_WINDOW_S: i64 = 14 * 24 * 3600;
 
 impl Db {
     /// Connects to a Quay-style `DB_URI`: `postgresql://user:pass@host:port/db` or
     /// `sqlite:///relative.db` / `sqlite:////absolute/path.db` (SQLAlchemy's form).
     pub async fn connect(uri: &str) -> Result<Db, DbError> {
+        Self::connect_with(uri, &ConnectOptions::default()).await
+    }
+
+    /// [`Db::connect`] with pool and TLS settings (Quay's `DB_CONNECTION_ARGS`), which apply to
+    /// PostgreSQL; SQLite keeps its one writer and few readers.
+    pub async fn connect_with(uri: &str, options: &ConnectOptions) -> Result<Db, DbError> {
         if let Some(rest) = uri.strip_prefix("sqlite:") {
             let path = rest
                 .strip_prefix("///")
@@ -104,7 +125,7 @@ impl Db {
             return Self::connect_sqlite(PathBuf::from(path)).await;
         }
         if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
-            return Self::connect_postgres(uri).await;
+            return Self::connect_postgres(uri, options).await;
         }
         Err(DbError::UnsupportedUri(redact(uri)))
     }
@@ -135,16 +156,17 @@ impl Db {
             write: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
             read: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
             backend: DbBackend::Sqlite,
+            default_tag_window_s: DEFAULT_TAG_WINDOW_S,
         })
     }
 
-    async fn connect_postgres(uri: &str) -> Result<Db, DbError> {
-        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    async fn connect_postgres(uri: &str, settings: &ConnectOptions) -> Result<Db, DbError> {
+        use sqlx::postgres::PgConnectOptions;
         let options = PgConnectOptions::from_str(uri)
             .map_err(|e| DbError::Connect(format!("{}: {e}", redact(uri))))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .acquire_timeout(Duration::from_secs(10))
+        let options = settings.apply_tls(options)?;
+        let pool = settings
+            .pool_options()
             .connect_with(options)
             .await
             .map_err(|e| DbError::Connect(format!("{}: {e}", redact(uri))))?;
@@ -153,11 +175,35 @@ impl Db {
             write: conn.clone(),
             read: conn,
             backend: DbBackend::Postgres,
+            default_tag_window_s: DEFAULT_TAG_WINDOW_S,
         })
+    }
+
+    /// Sets the time-machine window, in seconds, that accounts created through this handle
+    /// start with (`DEFAULT_TAG_EXPIRATION`).
+    pub fn with_default_tag_window(mut self, seconds: u64) -> Db {
+        self.default_tag_window_s = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self
     }
 
     pub fn backend(&self) -> DbBackend {
         self.backend
+    }
+
+    /// The connection pool's state: how many connections are open, how many of those are
+    /// idle, and the most it opens (for PostgreSQL; SQLite reports its reader pool).
+    pub fn pool_status(&self) -> PoolStatus {
+        fn status<D: sqlx::Database>(pool: &sqlx::Pool<D>) -> PoolStatus {
+            PoolStatus {
+                open: pool.size(),
+                idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                max: pool.options().get_max_connections(),
+            }
+        }
+        match self.backend {
+            DbBackend::Postgres => status(self.read.get_postgres_connection_pool()),
+            _ => status(self.read.get_sqlite_connection_pool()),
+        }
     }
 
     /// Applies pending migrations and returns the versions it applied.
@@ -181,6 +227,17 @@ impl Db {
             let _ = self.read.close().await;
         }
     }
+}
+
+/// A snapshot of a connection pool, from [`Db::pool_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
 }
 
 /// A database URI with its password removed, for messages.

@@ -11,6 +11,9 @@ struct Migration {
     version: i64,
     name: &'static str,
     sql: &'static str,
+    /// Run the script only on this engine (recorded as applied on the others): for fixes
+    /// that only one engine needs.
+    only: Option<DbBackend>,
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -18,16 +21,25 @@ const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "registry core: namespaces, repositories, blobs, uploads, manifests, tags, queue",
         sql: include_str!("migrations/0001_registry_core.sql"),
+        only: None,
     },
     Migration {
         version: 2,
         name: "accounts: sign-in columns of users",
         sql: include_str!("migrations/0002_accounts.sql"),
+        only: None,
     },
     Migration {
         version: 3,
         name: "access: teams, permissions, prototypes, robots, OAuth, app tokens, service keys",
         sql: include_str!("migrations/0003_access.sql"),
+        only: None,
+    },
+    Migration {
+        version: 4,
+        name: "queue names compare bytewise on PostgreSQL",
+        sql: include_str!("migrations/0004_queue_name_collation.sql"),
+        only: Some(DbBackend::Postgres),
     },
 ];
 
@@ -76,7 +88,11 @@ pub(crate) async fn run(db: &Db) -> Result<Vec<i64>, DbError> {
             tx.rollback().await?;
             continue;
         }
-        for statement in render(m.sql, backend).split(";\n").map(str::trim) {
+        let sql = match m.only {
+            Some(only) if only != backend => String::new(),
+            _ => render(m.sql, backend),
+        };
+        for statement in sql.split(";\n").map(str::trim) {
             if statement.is_empty() || statement.lines().all(|l| l.trim_start().starts_with("--")) {
                 continue;
             }

@@ -80,6 +80,7 @@ impl Db {
             namespace,
             None,
             crate::accounts::AccountKind::Organization,
+            self.default_tag_window_s,
         ))
         .on_conflict_do_nothing_on([account::Column::Username])
         .exec(&tx)

@@ -72,7 +72,12 @@ impl Db {
     /// Creates a robot unless an account already has its name.
     pub async fn create_robot(&self, new: NewRobot) -> Result<CreateRobotOutcome, DbError> {
         let tx = self.begin_write().await?;
-        let model = new_account(&new.name, None, AccountKind::Robot);
+        let model = new_account(
+            &new.name,
+            None,
+            AccountKind::Robot,
+            self.default_tag_window_s,
+        );
         let Some(account) = insert_account(&tx, model).await? else {
             return Ok(CreateRobotOutcome::NameTaken);
         };

@@ -262,6 +262,69 @@ impl Db {
         Ok(true)
     }
 
+    /// Moves the end of a lifetime of tag `name` that pointed at manifest `digest` to before
+    /// the time machine's reach (`now - window_ms - 1`, earlier if that end is taken), so it
+    /// can no longer be restored and the collector takes it: the alive, visible lifetime when
+    /// `alive`, else the most recent one that ended within the window. False when there is
+    /// none.
+    pub async fn expire_tag_lifetime(
+        &self,
+        repository_id: i64,
+        name: &str,
+        digest: &str,
+        alive_now: bool,
+        window_ms: i64,
+    ) -> Result<bool, DbError> {
+        let now = now_ms();
+        let gone = now - Ord::max(window_ms, 0) - 1;
+        let tx = self.begin_write().await?;
+        repository::Entity::find_by_id(repository_id)
+            .lock_exclusive()
+            .one(&tx)
+            .await?;
+        let manifest_ids = Query::select()
+            .column(manifest::Column::Id)
+            .from(manifest::Entity)
+            .and_where(manifest::Column::RepositoryId.eq(repository_id))
+            .and_where(manifest::Column::Digest.eq(digest))
+            .to_owned();
+        let mut rows = tag::Entity::find()
+            .filter(tag::Column::RepositoryId.eq(repository_id))
+            .filter(tag::Column::Name.eq(name))
+            .filter(tag::Column::Hidden.eq(false))
+            .filter(tag::Column::ManifestId.in_subquery(manifest_ids));
+        rows = if alive_now {
+            rows.filter(alive((tag::Entity, tag::Column::LifetimeEndMs), now))
+        } else {
+            rows.filter(tag::Column::LifetimeEndMs.lte(now))
+                .filter(tag::Column::LifetimeEndMs.gt(gone))
+                .order_by_desc(tag::Column::LifetimeEndMs)
+        };
+        let Some(row) = rows.one(&tx).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        // (repository, name, end) is unique: step back past ends other lifetimes have.
+        let mut end = gone;
+        while tag::Entity::find()
+            .filter(tag::Column::RepositoryId.eq(repository_id))
+            .filter(tag::Column::Name.eq(name))
+            .filter(tag::Column::LifetimeEndMs.eq(end))
+            .one(&tx)
+            .await?
+            .is_some()
+        {
+            end -= 1;
+        }
+        tag::Entity::update_many()
+            .col_expr(tag::Column::LifetimeEndMs, Expr::value(end))
+            .filter(tag::Column::Id.eq(row.id))
+            .exec(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// The repository as the API lists it; None when it does not exist or is being deleted.
     pub async fn repository_listing(
         &self,

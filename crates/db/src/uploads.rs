@@ -2,7 +2,9 @@
 //! blob that the repository may use, and the blob lookups and mounts that follow.
 
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter, QuerySelect,
+};
 
 use crate::entity::{blob, blob_placement, blob_upload, manifest_blob, uploaded_blob};
 use crate::{Db, DbError, now_ms};
@@ -40,6 +42,17 @@ impl From<blob::Model> for BlobRow {
     }
 }
 
+/// One batch of a scan over all blobs.
+#[derive(Clone, Debug)]
+pub struct BlobScan {
+    /// The blobs of the batch that matched.
+    pub missing: Vec<BlobRow>,
+    /// Where the next batch starts (None: the scan is over).
+    pub next: Option<i64>,
+    /// How many blobs the batch looked at.
+    pub scanned: u64,
+}
+
 /// A verified upload, ready to become a blob of its repository.
 #[derive(Clone, Debug)]
 pub struct CommitBlob {
@@ -51,6 +64,8 @@ pub struct CommitBlob {
     pub storage_key: String,
     /// Until when the blob is protected from GC while no manifest references it.
     pub protect_until_ms: i64,
+    /// Queue the new blob for replication to the other locations (in the same transaction).
+    pub replicate: bool,
 }
 
 /// The result of committing an upload.
@@ -168,23 +183,35 @@ impl Db {
             .await?
             .ok_or_else(|| DbError::Invariant(format!("blob {} vanished", c.digest)))?
             .into();
-        blob_placement::Entity::insert(blob_placement::ActiveModel {
-            blob_id: Set(stored.id),
-            location_id: Set(c.location_id),
-            ..Default::default()
-        })
-        .on_conflict_do_nothing_on([
-            blob_placement::Column::BlobId,
-            blob_placement::Column::LocationId,
-        ])
-        .exec(&tx)
-        .await?;
+        let created = stored.storage_key == c.storage_key;
+        // Only the upload's own object is known to be in this location: a blob that existed
+        // before keeps its placements (replication copies it here if this location needs it).
+        if created {
+            blob_placement::Entity::insert(blob_placement::ActiveModel {
+                blob_id: Set(stored.id),
+                location_id: Set(c.location_id),
+                ..Default::default()
+            })
+            .exec(&tx)
+            .await?;
+            if c.replicate {
+                crate::queue::queue_put_in(
+                    &tx,
+                    &replication_item_name(&stored.digest),
+                    &serde_json::json!({ "blob_id": stored.id, "storage_id": stored.digest })
+                        .to_string(),
+                    0,
+                    crate::queue::DEFAULT_RETRIES,
+                )
+                .await?;
+            }
+        }
         protect(&tx, c.repository_id, stored.id, now, c.protect_until_ms).await?;
         blob_upload::Entity::delete_by_id(c.upload_id)
             .exec(&tx)
             .await?;
         tx.commit().await?;
-        let redundant_object = (stored.storage_key != c.storage_key).then(|| c.storage_key.clone());
+        let redundant_object = (!created).then(|| c.storage_key.clone());
         Ok(CommitOutcome {
             blob: stored,
             redundant_object,
@@ -221,6 +248,126 @@ impl Db {
             .collect())
     }
 
+    /// How many blobs exist.
+    pub async fn count_blobs(&self) -> Result<u64, DbError> {
+        use sea_orm::PaginatorTrait;
+        Ok(blob::Entity::find().count(&self.read).await?)
+    }
+
+    /// The ids of the storage locations that hold the blob's bytes.
+    pub async fn blob_placements(&self, blob_id: i64) -> Result<Vec<i64>, DbError> {
+        use sea_orm::QuerySelect;
+        Ok(blob_placement::Entity::find()
+            .select_only()
+            .column(blob_placement::Column::LocationId)
+            .filter(blob_placement::Column::BlobId.eq(blob_id))
+            .into_tuple::<i64>()
+            .all(&self.read)
+            .await?)
+    }
+
+    /// The blob with this id, if it still exists (read from the writer, so a worker sees what
+    /// was just committed).
+    pub async fn blob_by_id(&self, blob_id: i64) -> Result<Option<BlobRow>, DbError> {
+        Ok(blob::Entity::find_by_id(blob_id)
+            .one(&self.write)
+            .await?
+            .map(Into::into))
+    }
+
+    /// Records that `location_id` now holds the blob's bytes. False when the blob no longer
+    /// exists (garbage collection removed it meanwhile): the caller then deletes its copy.
+    pub async fn add_placement(&self, blob_id: i64, location_id: i64) -> Result<bool, DbError> {
+        let tx = self.begin_write().await?;
+        // FOR SHARE on PostgreSQL: a collector deleting the blob right now (it locks the row
+        // for update) finishes first and the blob is then gone; one that comes later sees the
+        // placement and deletes this copy too.
+        let exists = blob::Entity::find_by_id(blob_id)
+            .lock_shared()
+            .one(&tx)
+            .await?
+            .is_some();
+        if !exists {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        blob_placement::Entity::insert(blob_placement::ActiveModel {
+            blob_id: Set(blob_id),
+            location_id: Set(location_id),
+            ..Default::default()
+        })
+        .on_conflict_do_nothing_on([
+            blob_placement::Column::BlobId,
+            blob_placement::Column::LocationId,
+        ])
+        .exec_without_returning(&tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Blobs after `after_id` (in id order, at most `limit` scanned) that some of
+    /// `location_ids` lacks, for the replication backfill.
+    pub async fn blobs_missing_placements(
+        &self,
+        location_ids: &[i64],
+        after_id: i64,
+        limit: u64,
+    ) -> Result<BlobScan, DbError> {
+        let scanned = self.list_blobs(after_id, limit).await?;
+        let next = scanned.last().map(|b| b.id);
+        let count = scanned.len() as u64;
+        if scanned.is_empty() {
+            return Ok(BlobScan {
+                missing: Vec::new(),
+                next: None,
+                scanned: 0,
+            });
+        }
+        let ids: Vec<i64> = scanned.iter().map(|b| b.id).collect();
+        let placements: Vec<(i64, i64)> = {
+            use sea_orm::QuerySelect;
+            blob_placement::Entity::find()
+                .select_only()
+                .column(blob_placement::Column::BlobId)
+                .column(blob_placement::Column::LocationId)
+                .filter(blob_placement::Column::BlobId.is_in(ids))
+                .into_tuple()
+                .all(&self.read)
+                .await?
+        };
+        let missing = scanned
+            .into_iter()
+            .filter(|b| {
+                location_ids
+                    .iter()
+                    .any(|l| !placements.contains(&(b.id, *l)))
+            })
+            .collect();
+        Ok(BlobScan {
+            missing,
+            next,
+            scanned: count,
+        })
+    }
+
+    /// Queues the blob for replication unless an item for it is already waiting or running.
+    /// Returns whether an item was added.
+    pub async fn queue_replication(&self, blob: &BlobRow) -> Result<bool, DbError> {
+        let name = replication_item_name(&blob.digest);
+        if self.queue_alive(&name).await? {
+            return Ok(false);
+        }
+        self.queue_put(
+            &name,
+            &serde_json::json!({ "blob_id": blob.id, "storage_id": blob.digest }).to_string(),
+            0,
+            crate::queue::DEFAULT_RETRIES,
+        )
+        .await?;
+        Ok(true)
+    }
+
     /// Makes the blob `digest` of repository `from` usable in repository `to`, protected until
     /// `protect_until_ms`. Returns None when `from` has no such blob.
     pub async fn mount_blob(
@@ -231,9 +378,13 @@ impl Db {
         protect_until_ms: i64,
     ) -> Result<Option<BlobRow>, DbError> {
         let tx = self.begin_write().await?;
+        // FOR SHARE on PostgreSQL: the collector locks a blob for update before deleting it,
+        // so either it finishes first (and the mount finds nothing and falls back to an
+        // upload) or it waits and then sees the mount's protection.
         let found = blob::Entity::find()
             .filter(blob::Column::Digest.eq(digest))
             .filter(repository_blob_condition(from_repository_id))
+            .lock_shared()
             .one(&tx)
             .await?;
         let Some(found) = found else {
@@ -244,6 +395,14 @@ impl Db {
         tx.commit().await?;
         Ok(Some(found.into()))
     }
+}
+
+/// Quay's replication queue (`REPLICATION_QUEUE_NAME`).
+pub const REPLICATION_QUEUE: &str = "imagestoragereplication";
+
+/// The queue item that replicates one blob: `imagestoragereplication/<digest>/`.
+pub fn replication_item_name(digest: &str) -> String {
+    crate::queue::item_name(REPLICATION_QUEUE, &[digest])
 }
 
 async fn protect(

@@ -8,6 +8,10 @@ use wharf_core::{Registry, RegistryError};
 
 use crate::{OciError, Req, respond, unsupported};
 
+/// How long a direct-download URL stays valid: long enough for a slow pull of a big layer to
+/// start, short enough that a leaked URL soon stops working.
+const DIRECT_DOWNLOAD_EXPIRY: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub(crate) fn parse_digest(digest: &str) -> Result<Digest, OciError> {
     digest.parse().map_err(|e: types::DigestError| {
         OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string())
@@ -35,6 +39,26 @@ pub(crate) async fn handle(
         .into());
     }
     let blob = registry.blob(&repo, &digest).await?;
+    if req.method == Method::GET
+        && registry.settings().direct_download
+        && let Some(url) = registry
+            .blob_download_url(&blob, DIRECT_DOWNLOAD_EXPIRY)
+            .await?
+    {
+        // Quay's direct download: the client fetches (and ranges over) the object itself.
+        registry.record_pulled_bytes(blob.size as u64);
+        return Ok(respond(
+            StatusCode::FOUND,
+            vec![
+                (header::LOCATION, url),
+                (
+                    header::HeaderName::from_static("docker-content-digest"),
+                    blob.digest.clone(),
+                ),
+            ],
+            Body::empty(),
+        ));
+    }
     let size = blob.size as u64;
     let mut headers = vec![
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -74,6 +98,7 @@ pub(crate) async fn handle(
     let bytes = registry
         .blob_bytes(&blob, range.map(|(s, e)| s..=e))
         .await?;
+    registry.record_pulled_bytes(length);
     Ok(respond(status, headers, Body::from_stream(bytes)))
 }
 

@@ -107,7 +107,7 @@ impl From<RegistryError> for OciError {
                     "the registry's storage is full; the upload was not stored",
                 );
             }
-            RegistryError::Db(_) | RegistryError::Storage(_) => {
+            RegistryError::Db(_) | RegistryError::Storage(_) | RegistryError::Internal(_) => {
                 tracing::error!(error = %e, "registry request failed");
                 return OciError::new(S::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal server error");
             }

@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
 use types::Reference;
-use wharf_core::{Registry, RegistryError};
+use wharf_core::{PullRef, Registry, RegistryError};
 
 use crate::{OciError, Req, respond, unsupported};
 
@@ -25,11 +25,40 @@ fn parse_reference(
     })
 }
 
+/// Handles the request and counts pulls (GET and HEAD, as Quay counts them) and pushes by the
+/// status they were answered with. Refusals before this point (no token) are not counted.
 pub(crate) async fn handle(
     registry: &Registry,
     name: &str,
     reference: &str,
     req: Req,
+) -> Result<Response, OciError> {
+    let method = req.method.clone();
+    let by = if reference.contains(':') {
+        PullRef::Digest
+    } else {
+        PullRef::Tag
+    };
+    let mut pushed_type = None;
+    let result = answer(registry, name, reference, req, &mut pushed_type).await;
+    let status = match &result {
+        Ok(response) => response.status().as_u16(),
+        Err(e) => e.status.as_u16(),
+    };
+    match method {
+        Method::GET | Method::HEAD => registry.record_pull(by, status),
+        Method::PUT => registry.record_push(status, pushed_type.as_deref()),
+        _ => {}
+    }
+    result
+}
+
+async fn answer(
+    registry: &Registry,
+    name: &str,
+    reference: &str,
+    req: Req,
+    pushed_type: &mut Option<String>,
 ) -> Result<Response, OciError> {
     let path = registry.parse_path(name)?;
     let reference = parse_reference(registry, reference, &req.method)?;
@@ -73,6 +102,7 @@ pub(crate) async fn handle(
             let pushed = registry
                 .put_manifest(&repo, &reference, content_type.as_deref(), body.to_vec())
                 .await?;
+            *pushed_type = Some(pushed.media_type.clone());
             let mut headers = vec![
                 (
                     header::LOCATION,

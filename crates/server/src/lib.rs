@@ -5,16 +5,21 @@
 //! storage folder under the data directory); with a Quay-style `config.yaml`, its `DB_URI` and
 //! `DISTRIBUTED_STORAGE_CONFIG`.
 
+pub mod concurrency;
+pub mod health;
+pub mod metrics;
+pub mod rate_limit;
+mod request_log;
+pub mod tls;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use config::{Config, StorageDriverConfig};
 use db::Db;
-use storage::LocalStore;
 use tokio::net::TcpListener;
 use wharf_core::{Registry, Settings};
 
@@ -48,6 +53,9 @@ pub struct Paths {
     pub config_dir: Option<PathBuf>,
     /// Directory for the embedded database and local storage.
     pub data_dir: PathBuf,
+    /// This node's storage preference, overriding `DISTRIBUTED_STORAGE_PREFERENCE` (Quay's
+    /// `QUAY_DISTRIBUTED_STORAGE_PREFERENCE` environment variable, one per region).
+    pub storage_preference: Option<Vec<String>>,
 }
 
 /// The loaded configuration with the storage and database choices resolved.
@@ -57,8 +65,33 @@ pub struct Resolved {
     pub db_uri: String,
     /// `DATABASE_SECRET_KEY`, or the generated key of an embedded installation.
     pub database_secret_key: String,
-    pub location: String,
-    pub storage_path: PathBuf,
+    /// Every storage location, in this node's preference order: uploads go to the first.
+    pub locations: Vec<(String, StorageDriverConfig)>,
+    /// Extra CA certificates (PEM) to trust on outgoing connections: Quay's
+    /// `extra_ca_certs/*.crt` in the config directory.
+    pub extra_ca_pems: Vec<Vec<u8>>,
+    /// Pool and TLS settings for PostgreSQL (`DB_CONNECTION_ARGS`, `DB_CONNECTION_POOLING`).
+    pub db_options: db::ConnectOptions,
+}
+
+impl Resolved {
+    /// Opens the database with the configured pool and TLS settings (migrations not applied).
+    pub async fn connect_db(&self) -> Result<Db, ServerError> {
+        Ok(Db::connect_with(&self.db_uri, &self.db_options)
+            .await?
+            .with_default_tag_window(self.config.default_tag_expiration_secs()))
+    }
+
+    /// Where uploads go: the first preferred location, described for logs.
+    pub fn upload_location(&self) -> String {
+        match self.locations.first() {
+            Some((id, StorageDriverConfig::Local { storage_path })) => {
+                format!("{id} ({})", storage_path.display())
+            }
+            Some((id, other)) => format!("{id} ({})", other.driver_name()),
+            None => "none".to_string(),
+        }
+    }
 }
 
 /// Loads `config.yaml` (if a config directory is given) and resolves the database and storage.
@@ -80,24 +113,10 @@ pub fn resolve(paths: &Paths) -> Result<Resolved, ServerError> {
             absolute(&paths.data_dir).join("wharf.db").display()
         ),
     };
-    let (location, storage_path) = match config.storage_preference().first() {
-        Some(id) => match config.distributed_storage_config.get(id) {
-            Some(StorageDriverConfig::Local { storage_path }) => {
-                (id.to_string(), storage_path.clone())
-            }
-            Some(other) => {
-                return Err(ServerError::Invalid(format!(
-                    "storage location {id:?} uses {}, which Wharf does not support yet; use LocalStorage",
-                    other.driver_name()
-                )));
-            }
-            None => {
-                return Err(ServerError::Invalid(format!(
-                    "DISTRIBUTED_STORAGE_PREFERENCE names {id:?}, which DISTRIBUTED_STORAGE_CONFIG lacks"
-                )));
-            }
-        },
-        None => ("default".to_string(), paths.data_dir.join("storage")),
+    let locations = storage_locations(&config, paths)?;
+    let extra_ca_pems = match &paths.config_dir {
+        Some(dir) => extra_ca_certificates(dir)?,
+        None => Vec::new(),
     };
     let database_secret_key = match (&config.database_secret_key, &paths.config_dir) {
         (Some(key), _) => key.clone(),
@@ -110,13 +129,110 @@ pub fn resolve(paths: &Paths) -> Result<Resolved, ServerError> {
             )));
         }
     };
+    let db_options = db_options(&config, &db_uri)?;
     Ok(Resolved {
         config,
         db_uri,
         database_secret_key,
-        location,
-        storage_path,
+        locations,
+        extra_ca_pems,
+        db_options,
     })
+}
+
+/// `DB_CONNECTION_ARGS` and `DB_CONNECTION_POOLING`, with a warning for what Wharf ignores.
+fn db_options(config: &Config, db_uri: &str) -> Result<db::ConnectOptions, ServerError> {
+    let (options, ignored) =
+        db::ConnectOptions::from_quay(config.db_connection_pooling, &config.db_connection_args)?;
+    if !ignored.is_empty() {
+        tracing::warn!(keys = %ignored.join(", "), "DB_CONNECTION_ARGS keys that Wharf ignores");
+    }
+    if db_uri.starts_with("sqlite:") && !config.db_connection_args.is_empty() {
+        tracing::info!("DB_CONNECTION_ARGS apply to PostgreSQL only; SQLite ignores them");
+    }
+    Ok(options)
+}
+
+/// The certificates in `<config dir>/extra_ca_certs/*.crt`, which Quay trusts for every
+/// outgoing connection (object storage, LDAP, webhooks, ...). A missing directory is fine.
+fn extra_ca_certificates(config_dir: &Path) -> Result<Vec<Vec<u8>>, ServerError> {
+    let dir = config_dir.join("extra_ca_certs");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ServerError::Invalid(format!("{}: {e}", dir.display()))),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|ext| ext == "crt" || ext == "pem")
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            std::fs::read(&path)
+                .map_err(|e| ServerError::Invalid(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// The configured storage locations in this node's preference order: the preferred ones first,
+/// then every other configured location (reads fall back to them), each once.
+fn storage_locations(
+    config: &Config,
+    paths: &Paths,
+) -> Result<Vec<(String, StorageDriverConfig)>, ServerError> {
+    if config.distributed_storage_config.is_empty() {
+        return Ok(vec![(
+            "default".to_string(),
+            StorageDriverConfig::Local {
+                storage_path: paths.data_dir.join("storage"),
+            },
+        )]);
+    }
+    let preference: Vec<&str> = match &paths.storage_preference {
+        Some(ids) if !ids.is_empty() => ids.iter().map(String::as_str).collect(),
+        _ => config.storage_preference(),
+    };
+    let mut ordered: Vec<(String, StorageDriverConfig)> = Vec::new();
+    let ids = preference
+        .iter()
+        .copied()
+        .chain(config.distributed_storage_config.ids());
+    for id in ids {
+        if ordered.iter().any(|(known, _)| known == id) {
+            continue;
+        }
+        let driver = config.distributed_storage_config.get(id).ok_or_else(|| {
+            ServerError::Invalid(format!(
+                "the storage preference names {id:?}, which DISTRIBUTED_STORAGE_CONFIG lacks"
+            ))
+        })?;
+        ordered.push((id.to_string(), driver.clone()));
+    }
+    for id in &config.distributed_storage_default_locations {
+        if config.distributed_storage_config.get(id).is_none() {
+            return Err(ServerError::Invalid(format!(
+                "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS names {id:?}, which \
+                 DISTRIBUTED_STORAGE_CONFIG lacks"
+            )));
+        }
+    }
+    if config.feature_storage_replication
+        && let Some((id, _)) = ordered
+            .iter()
+            .find(|(_, d)| matches!(d, StorageDriverConfig::Local { .. }))
+    {
+        return Err(ServerError::Invalid(format!(
+            "FEATURE_STORAGE_REPLICATION is on but storage location {id:?} is LocalStorage; \
+             Quay and Wharf replicate only between object stores (a local folder is not \
+             reachable from other regions)"
+        )));
+    }
+    Ok(ordered)
 }
 
 /// The secret key of an embedded installation: generated on first start and kept in the data
@@ -174,7 +290,12 @@ pub fn settings(config: &Config) -> Settings {
             .feature_library_support
             .then(|| config.library_namespace.clone()),
         temp_tag_expiration: Duration::from_secs(config.push_temp_tag_expiration_sec),
+        uploaded_blob_expiration: Duration::from_secs(config.push_temp_tag_expiration_sec),
         max_blob_size: config.maximum_layer_size_bytes(),
+        replicate_to: config
+            .feature_storage_replication
+            .then(|| config.distributed_storage_default_locations.clone()),
+        direct_download: !config.feature_proxy_storage,
         ..Settings::default()
     }
 }
@@ -219,8 +340,25 @@ pub fn api_features(config: &Config) -> api::ApiFeatures {
             .as_ref()
             .map(|host| format!("{}://{host}", config.preferred_url_scheme)),
         registry_title: config.registry_title.clone(),
+        permanently_delete_tags: config.permanently_delete_tags,
+        tag_expiration_options: config.feature_change_tag_expiration.then(|| {
+            config
+                .tag_expiration_options
+                .iter()
+                .filter_map(|option| match config::parse_duration(option) {
+                    Ok(d) => i64::try_from(d.as_secs()).ok(),
+                    Err(e) => {
+                        tracing::warn!(option, error = %e, "ignoring a TAG_EXPIRATION_OPTIONS entry");
+                        None
+                    }
+                })
+                .collect()
+        }),
     }
 }
+
+/// How long `gcworker` rests after a pass that found nothing (Quay's 30 s tick).
+const GC_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A ready-to-serve application.
 #[derive(Clone)]
@@ -228,42 +366,87 @@ pub struct App {
     pub registry: Registry,
     pub auth: auth::Auth,
     pub router: Router,
+    /// This process's metrics, served on the metrics listener ([`metrics::serve`]).
+    pub metrics: metrics::Metrics,
 }
 
 impl App {
     /// Opens everything the configuration names, applying migrations first.
     pub async fn open(resolved: &Resolved) -> Result<App, ServerError> {
-        let db = Db::connect(&resolved.db_uri).await?;
+        let db = resolved.connect_db().await?;
         let applied = db.migrate().await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "database migrated");
         }
-        let store = Arc::new(LocalStore::open(&resolved.storage_path)?);
+        let mut locations = Vec::with_capacity(resolved.locations.len());
+        for (id, driver) in &resolved.locations {
+            let options = storage::OpenOptions {
+                location: id.clone(),
+                extra_ca_pems: resolved.extra_ca_pems.clone(),
+            };
+            locations.push((id.clone(), storage::open(driver, &options)?));
+        }
         let auth = auth::Auth::open(
             db.clone(),
             &resolved.database_secret_key,
             auth_settings(&resolved.config),
         )
         .await?;
-        let registry =
-            Registry::new(db, store, &resolved.location, settings(&resolved.config)).await?;
-        Ok(App::new(registry, auth, api_features(&resolved.config)))
+        let registry = Registry::with_locations(db, locations, settings(&resolved.config)).await?;
+        Ok(App::with_options(
+            registry,
+            auth,
+            api_features(&resolved.config),
+            HttpOptions::from_config(&resolved.config),
+        ))
     }
 
     pub fn new(registry: Registry, auth: auth::Auth, features: api::ApiFeatures) -> App {
+        Self::with_options(registry, auth, features, HttpOptions::default())
+    }
+
+    /// [`App::new`] with request rate and concurrency limits.
+    pub fn with_options(
+        registry: Registry,
+        auth: auth::Auth,
+        features: api::ApiFeatures,
+        options: HttpOptions,
+    ) -> App {
         let api = api::router(api::ApiState {
             auth: auth.clone(),
             registry: registry.clone(),
             features,
         });
-        let router = registry::router(registry.clone(), auth.clone())
-            .merge(api)
+        let v2 = concurrency::limit(
+            registry::router(registry.clone(), auth.clone()),
+            options.concurrency.registry,
+        );
+        let api = concurrency::limit(api, options.concurrency.web);
+        let mut router = v2.merge(api);
+        if let Some(limits) = options.rate_limits {
+            router = rate_limit::apply(router, limits);
+        }
+        let monitoring = &options.monitoring;
+        let metrics = metrics::Metrics::new(&registry, &auth, monitoring);
+        // Probes are never rate limited.
+        let health = health::Health::new(&registry, &auth, monitoring.redis.clone());
+        let router = router
+            .merge(health::router(health))
             .layer(tower_http::catch_panic::CatchPanicLayer::new())
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                metrics::track_request,
+            ))
+            .layer(request_log::layer())
+            .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+            .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+                tower_http::request_id::MakeRequestUuid,
+            ));
         App {
             registry,
             auth,
             router,
+            metrics,
         }
     }
 
@@ -285,9 +468,13 @@ impl App {
                     .blobupload_deletion_date_threshold
                     .saturating_mul(60),
             ),
+            garbage_collection: resolved.config.feature_garbage_collection,
+            repository_garbage_collection: resolved.config.feature_repository_garbage_collection,
+            namespace_garbage_collection: resolved.config.feature_namespace_garbage_collection,
+            gc_interval: GC_INTERVAL,
         };
-        let built =
-            workers::build(&self.registry, &settings, names).map_err(ServerError::Invalid)?;
+        let built = workers::build(&self.registry, self.auth.db(), &settings, names)
+            .map_err(ServerError::Invalid)?;
         Ok(workers::WorkerSet::start(built))
     }
 
@@ -305,9 +492,81 @@ impl App {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        axum::serve(listener, self.router)
+        // The peer address is what rate limits count HTTP/1 clients by.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
+    }
+
+    /// Serves HTTPS on `listener` until `shutdown` completes, like [`App::serve`]. The
+    /// certificate is reloaded when its files change (see [`tls`]).
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: tls::Tls,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tls.watch(stopped);
+        // `tap_io` only to get the peer address as connect info (TCP_NODELAY is set on accept).
+        let listener = tls.listener(listener)?.tap_io(|_| {});
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop.send(true);
+        served
+    }
+
+    /// Serves HTTP on `http` and, when given, HTTPS on the second listener, until `shutdown`
+    /// completes for both.
+    pub async fn serve_all(
+        self,
+        http: TcpListener,
+        https: Option<(TcpListener, tls::Tls)>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Some((listener, tls)) = https else {
+            return self.serve(http, shutdown).await;
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let plain = self.clone().serve(http, until_stopped(stopped.clone()));
+        let secure = self.serve_tls(listener, tls, until_stopped(stopped));
+        tokio::try_join!(plain, secure).map(|_| ())
+    }
+}
+
+/// HTTP-level limits: Quay's `FEATURE_RATE_LIMITS` and `WORKER_COUNT_*` (see [`rate_limit`] and
+/// [`concurrency`]).
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    /// None: no rate limits (`FEATURE_RATE_LIMITS: false`, the default).
+    pub rate_limits: Option<rate_limit::RateLimits>,
+    pub concurrency: concurrency::Concurrency,
+    /// Metrics labels and health-check targets.
+    pub monitoring: metrics::Monitoring,
+}
+
+impl HttpOptions {
+    pub fn from_config(config: &Config) -> HttpOptions {
+        HttpOptions {
+            rate_limits: rate_limit::RateLimits::from_config(config),
+            concurrency: concurrency::Concurrency::from_config(config),
+            monitoring: metrics::Monitoring::from_config(config),
+        }
     }
 }
 

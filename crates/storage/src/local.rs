@@ -15,7 +15,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{BlobStore, ByteStream, Result, StorageError, UploadState, UploadWriter};
+use crate::keys::{blob_key, safe_name};
+use crate::{BlobStore, ByteStream, ObjectInfo, Result, StorageError, UploadState, UploadWriter};
 
 const WRITE_PIECE: usize = 1 << 20;
 /// Written bytes after which the writer flushes to disk while the upload goes on, so the disk
@@ -54,12 +55,6 @@ impl LocalStore {
         path.extend(clean);
         path
     }
-}
-
-fn safe_name(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect()
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StorageError {
@@ -123,21 +118,23 @@ impl BlobStore for LocalStore {
         }))
     }
 
-    async fn read_upload(&self, upload_id: &str, _state: &UploadState) -> Result<ByteStream> {
-        read_file(self.upload_path(upload_id), None).await
-    }
-
     async fn complete_upload(&self, upload_id: &str, _state: &UploadState) -> Result<String> {
-        let id = safe_name(upload_id);
-        let shard: String = id.chars().take(2).collect();
-        let key = format!("blobs/{shard}/{id}");
+        let key = blob_key(upload_id);
         let from = self.upload_path(upload_id);
         let to = self.object_path(&key);
         let p = from.clone();
         blocking(&from, move || {
             let dir = to.parent().map(Path::to_path_buf).unwrap_or_default();
             fs::create_dir_all(&dir)?;
-            File::open(&p)?.sync_all()?;
+            match File::open(&p) {
+                Ok(file) => file.sync_all()?,
+                // Completed by an earlier attempt whose caller did not record it (a crash
+                // between the rename and the database commit): the object is already there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.is_file() => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
             fs::rename(&p, &to)?;
             sync_dir(&dir)
         })
@@ -157,9 +154,114 @@ impl BlobStore for LocalStore {
         remove(self.object_path(key)).await
     }
 
+    async fn stat(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.object_path(key);
+        let p = path.clone();
+        blocking(&path, move || match fs::metadata(&p) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, body: ByteStream) -> Result<()> {
+        // Written under a private temporary name, then renamed: readers never see a partial
+        // object, and a crash leaves only a stray temporary file.
+        let to = self.object_path(key);
+        let temp = self
+            .root
+            .join("uploads")
+            .join(format!("put-{}", uuid_like(key)));
+        let mut writer = LocalWriter::create(temp.clone()).await?;
+        let mut body = body;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => writer.write(chunk).await?,
+                Err(e) => {
+                    drop(writer);
+                    let _ = remove(temp).await;
+                    return Err(e);
+                }
+            }
+        }
+        Box::new(writer).finish().await?;
+        let from = temp.clone();
+        blocking(&temp, move || {
+            let dir = to.parent().map(Path::to_path_buf).unwrap_or_default();
+            fs::create_dir_all(&dir)?;
+            fs::rename(&from, &to)?;
+            sync_dir(&dir)
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(&self.root, move || {
+            let mut found = Vec::new();
+            walk(&root, &root, &prefix, &mut found)?;
+            Ok(found)
+        })
+        .await
+    }
+
     fn local_path(&self, key: &str) -> Option<PathBuf> {
         Some(self.object_path(key))
     }
+}
+
+/// Collects the files under `dir` whose key (path relative to `root`, `/`-separated) starts with
+/// `prefix`, skipping directories that cannot hold such keys.
+fn walk(root: &Path, dir: &Path, prefix: &str, found: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let Ok(relative) = path.strip_prefix(root) else {
+            continue;
+        };
+        let key = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let as_dir = format!("{key}/");
+            if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                walk(root, &path, prefix, found)?;
+            }
+        } else if kind.is_file() && key.starts_with(prefix) {
+            found.push(ObjectInfo {
+                key,
+                size: entry.metadata()?.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A file-name-safe, practically unique name for a temporary copy of `key`.
+fn uuid_like(key: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{nanos}-{}",
+        safe_name(&key.replace('/', "-")),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 async fn remove(path: PathBuf) -> Result<()> {
@@ -239,6 +341,19 @@ struct LocalWriter {
 }
 
 impl LocalWriter {
+    /// A writer of a new file at `path`.
+    async fn create(path: PathBuf) -> Result<LocalWriter> {
+        let p = path.clone();
+        let file = blocking(&path, move || File::create(&p)).await?;
+        Ok(LocalWriter {
+            path,
+            file: Some(file),
+            pending: None,
+            unsynced: 0,
+            buffer: BytesMut::with_capacity(WRITE_PIECE),
+        })
+    }
+
     /// Waits for the piece in flight and takes the file back.
     async fn settle(&mut self) -> Result<()> {
         if let Some(task) = self.pending.take() {
@@ -339,10 +454,6 @@ mod tests {
             .await
             .unwrap();
         let st = w.finish().await.unwrap();
-        assert_eq!(
-            collect(store.read_upload("u1", &st).await.unwrap()).await,
-            body
-        );
 
         let key = store.complete_upload("u1", &st).await.unwrap();
         assert_eq!(key, "blobs/u1/u1");
@@ -377,12 +488,14 @@ mod tests {
         let mut w = store.upload_writer("u2", &st, 5).await.unwrap();
         w.write(Bytes::from_static(b" world")).await.unwrap();
         w.finish().await.unwrap();
+        let key = store.complete_upload("u2", &st).await.unwrap();
         assert_eq!(
-            collect(store.read_upload("u2", &st).await.unwrap()).await,
+            collect(store.get(&key, None).await.unwrap()).await,
             b"hello world"
         );
-        store.abort_upload("u2", &st).await.unwrap();
-        assert!(!dir.path().join("uploads/u2").exists());
+        let st = store.begin_upload("u3").await.unwrap();
+        store.abort_upload("u3", &st).await.unwrap();
+        assert!(!dir.path().join("uploads/u3").exists());
     }
 
     #[test]

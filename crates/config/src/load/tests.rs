@@ -140,13 +140,17 @@ fn quay_36_config_keeps_both_storage_locations() -> Result<(), ConfigError> {
         })
     );
     match storage.get("s3_us_east") {
-        Some(StorageDriverConfig::Other { driver, params }) => {
-            assert_eq!(driver, "S3Storage");
-            assert_eq!(params["s3_bucket"], "quay-blobs");
-            assert_eq!(params["port"], 443);
-            assert_eq!(params.len(), 6);
+        Some(StorageDriverConfig::S3 {
+            s3_bucket,
+            port,
+            storage_path,
+            ..
+        }) => {
+            assert_eq!(s3_bucket, "quay-blobs");
+            assert_eq!(*port, Some(443));
+            assert_eq!(storage_path, "/registry");
         }
-        other => panic!("s3_us_east should be kept as an Other driver, got {other:?}"),
+        other => panic!("s3_us_east should be an S3 driver, got {other:?}"),
     }
     Ok(())
 }
@@ -157,12 +161,8 @@ fn quay_36_config_reports_unknown_keys_in_file_order() -> Result<(), ConfigError
     let expected = [
         "ALLOW_PULLS_WITHOUT_STRICT_LOGGING",
         "AVATAR_KIND",
-        "BUILDLOGS_REDIS",
-        "DB_CONNECTION_ARGS",
-        "EXTERNAL_TLS_TERMINATION",
         "FEATURE_ACI_CONVERSION",
         "FEATURE_BUILD_SUPPORT",
-        "FEATURE_CHANGE_TAG_EXPIRATION",
         "FEATURE_DIRECT_LOGIN",
         "FEATURE_MAILING",
         "FEATURE_REPO_MIRROR",
@@ -172,8 +172,6 @@ fn quay_36_config_reports_unknown_keys_in_file_order() -> Result<(), ConfigError
         "LOGS_MODEL_CONFIG",
         "REGISTRY_TITLE_SHORT",
         "SECRET_KEY",
-        "TAG_EXPIRATION_OPTIONS",
-        "USER_EVENTS_REDIS",
     ];
     assert_eq!(unknown, expected);
     Ok(())
@@ -414,4 +412,53 @@ fn load_reports_a_missing_file() {
         ),
         other => panic!("expected NotFound, got {other:?}"),
     }
+}
+
+#[test]
+fn quay_36_config_time_machine_and_storage_features() -> Result<(), ConfigError> {
+    let (config, _) = parse(QUAY_36_CONFIG)?;
+    assert_eq!(
+        config.tag_expiration_options,
+        ["0s", "1d", "1w", "2w", "4w"]
+    );
+    assert!(config.feature_change_tag_expiration);
+    assert!(!config.feature_storage_replication && !config.feature_proxy_storage);
+    assert!(config.feature_garbage_collection);
+    let (config, _) = parse(
+        "FEATURE_STORAGE_REPLICATION: true\nFEATURE_PROXY_STORAGE: yes\n\
+         FEATURE_GARBAGE_COLLECTION: false\nTAG_EXPIRATION_OPTIONS: [1h]\n",
+    )?;
+    assert!(config.feature_storage_replication && config.feature_proxy_storage);
+    assert!(!config.feature_garbage_collection);
+    assert_eq!(config.tag_expiration_options, ["1h"]);
+    Ok(())
+}
+
+#[test]
+fn quay_36_config_operations_keys() -> Result<(), ConfigError> {
+    let (config, _) = parse(QUAY_36_CONFIG)?;
+    assert!(!config.external_tls_termination);
+    let redis = config
+        .user_events_redis
+        .as_ref()
+        .expect("USER_EVENTS_REDIS");
+    assert_eq!(redis["host"], "quay-redis.example.com");
+    assert!(config.buildlogs_redis.is_some());
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("redis-password"), "{shown}");
+    let (config, _) = parse(
+        "DB_CONNECTION_ARGS:\n  max_connections: 30\n  sslmode: verify-full\n\
+         FEATURE_RATE_LIMITS: true\nNON_RATE_LIMITED_NAMESPACES: [ci]\n\
+         SSL_PROTOCOLS: [TLSv1.2, TLSv1.3]\nWORKER_COUNT_REGISTRY: 8\n",
+    )?;
+    assert_eq!(config.db_connection_args["max_connections"], 30);
+    assert_eq!(config.db_connection_args["sslmode"], "verify-full");
+    assert!(config.feature_rate_limits);
+    assert_eq!(config.non_rate_limited_namespaces, ["ci"]);
+    assert_eq!(
+        config.ssl_protocols.as_deref(),
+        Some(&["TLSv1.2".to_string(), "TLSv1.3".to_string()][..])
+    );
+    assert_eq!(config.worker_count_registry, Some(8));
+    Ok(())
 }

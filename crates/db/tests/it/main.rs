@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod access;
+mod connect;
+mod gc;
 mod queue;
 mod tag_history;
 
@@ -38,6 +40,7 @@ async fn blob(db: &Db, repository_id: i64, n: u8) -> db::BlobRow {
             size: 10 + n as i64,
             storage_key: format!("blobs/{}", up.uuid),
             protect_until_ms: now_ms() + HOUR_MS,
+            replicate: false,
         })
         .await
         .unwrap();
@@ -67,7 +70,7 @@ fn visible(name: &str) -> Vec<TagTarget> {
 async fn migrations_are_recorded_and_idempotent() {
     for engine in [Engine::Sqlite, Engine::Postgres] {
         let t = TestDb::empty(engine).await;
-        assert_eq!(t.db.migrate().await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(t.db.migrate().await.unwrap(), vec![1, 2, 3, 4]);
         assert!(t.db.migrate().await.unwrap().is_empty());
         // Two processes starting at once: both succeed, the schema is applied once.
         let other = Db::connect(&t.uri).await.unwrap();
@@ -86,7 +89,7 @@ async fn concurrent_first_migration_on_postgres() {
     applied.sort();
     assert_eq!(
         applied,
-        vec![1, 2, 3],
+        vec![1, 2, 3, 4],
         "each migration is applied by exactly one process"
     );
 }
@@ -223,6 +226,7 @@ db_test!(
                 size: 11,
                 storage_key: "blobs/again".into(),
                 protect_until_ms: now_ms() + HOUR_MS,
+                replicate: false,
             })
             .await
             .unwrap();

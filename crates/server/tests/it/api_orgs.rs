@@ -710,3 +710,80 @@ async fn user_initialize_creates_the_first_user_with_a_token() {
         );
     }
 }
+
+app_test!(
+    time_machine_windows_come_from_the_options,
+    |app: TestApp| async move {
+        let (status, _) = call(
+            &app,
+            Some("tester"),
+            Method::POST,
+            "/organization/",
+            Some(json!({"name": "acme"})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let (_, org) = call(
+            &app,
+            Some("tester"),
+            Method::GET,
+            "/organization/acme",
+            None,
+        )
+        .await;
+        assert_eq!(org["tag_expiration_s"], 1_209_600, "DEFAULT_TAG_EXPIRATION");
+        // One of TAG_EXPIRATION_OPTIONS (default 0s, 1d, 1w, 2w, 4w) is taken...
+        let (status, org) = call(
+            &app,
+            Some("tester"),
+            Method::PUT,
+            "/organization/acme",
+            Some(json!({"tag_expiration_s": 86_400})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(org["tag_expiration_s"], 86_400);
+        // ...anything else is refused and changes nothing.
+        for refused in [json!(3_600), json!(-1)] {
+            let (status, body) = call(
+                &app,
+                Some("tester"),
+                Method::PUT,
+                "/organization/acme",
+                Some(json!({ "tag_expiration_s": refused })),
+            )
+            .await;
+            assert_eq!(status, 400, "{refused}");
+            assert_eq!(body["message"], "Invalid tag expiration option");
+        }
+        let (_, org) = call(
+            &app,
+            Some("tester"),
+            Method::GET,
+            "/organization/acme",
+            None,
+        )
+        .await;
+        assert_eq!(org["tag_expiration_s"], 86_400);
+        // A user's own window, through PUT /user/.
+        let (status, user) = call(
+            &app,
+            Some("tester"),
+            Method::PUT,
+            "/user/",
+            Some(json!({"tag_expiration_s": 0})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(user["tag_expiration_s"], 0);
+        let (status, _) = call(
+            &app,
+            Some("tester"),
+            Method::PUT,
+            "/user/",
+            Some(json!({"tag_expiration_s": 5})),
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+);

@@ -25,11 +25,19 @@ async fn serves_from_a_quay_config_on_postgres() {
     let paths = Paths {
         config_dir: Some(config_dir.path().to_path_buf()),
         data_dir: "unused".into(),
+        storage_preference: None,
     };
     let resolved = resolve(&paths).unwrap();
     assert_eq!(resolved.db_uri, database.uri);
-    assert_eq!(resolved.location, "local_us");
-    assert_eq!(resolved.storage_path, storage_dir.path());
+    assert_eq!(
+        resolved.locations,
+        vec![(
+            "local_us".to_string(),
+            config::StorageDriverConfig::Local {
+                storage_path: storage_dir.path().to_path_buf()
+            }
+        )]
+    );
 
     // `open` migrates the empty database and uses the configured storage.
     let app = App::open(&resolved).await.unwrap();
@@ -96,6 +104,7 @@ fn a_config_without_database_secret_key_is_refused() {
     let paths = Paths {
         config_dir: Some(config_dir.path().to_path_buf()),
         data_dir: "unused".into(),
+        storage_preference: None,
     };
     let err = resolve(&paths).err().unwrap().to_string();
     assert!(err.contains("DATABASE_SECRET_KEY"), "{err}");
@@ -107,6 +116,7 @@ fn the_embedded_secret_key_is_made_once_and_kept() {
     let paths = Paths {
         config_dir: None,
         data_dir: data.path().to_path_buf(),
+        storage_preference: None,
     };
     let first = resolve(&paths).unwrap().database_secret_key;
     assert!(first.len() >= 32);
@@ -119,20 +129,30 @@ fn the_embedded_secret_key_is_made_once_and_kept() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-#[test]
-fn unsupported_storage_is_a_clear_error() {
+#[tokio::test]
+async fn unsupported_storage_is_a_clear_error() {
     let config_dir = tempfile::tempdir().unwrap();
     std::fs::write(
         config_dir.path().join("config.yaml"),
-        "DISTRIBUTED_STORAGE_CONFIG:\n  s3:\n    - S3Storage\n    - s3_bucket: b\n",
+        format!(
+            "DB_URI: sqlite:///{}\nDATABASE_SECRET_KEY: k\nDISTRIBUTED_STORAGE_CONFIG:\n  \
+             swift:\n    - SwiftStorage\n    - swift_container: c\n",
+            config_dir.path().join("wharf.db").display()
+        ),
     )
     .unwrap();
     let paths = Paths {
         config_dir: Some(config_dir.path().to_path_buf()),
         data_dir: "d".into(),
+        storage_preference: None,
     };
-    let err = resolve(&paths).err().unwrap().to_string();
-    assert!(err.contains("S3Storage"), "{err}");
+    // The config loads (a Quay config with any driver does); using the location fails.
+    let resolved = resolve(&paths).unwrap();
+    let err = App::open(&resolved).await.err().unwrap().to_string();
+    assert!(
+        err.contains("SwiftStorage") && err.contains("swift"),
+        "{err}"
+    );
     std::fs::write(
         config_dir.path().join("config.yaml"),
         "DB_URI: [not, a, string]\n",
@@ -142,6 +162,7 @@ fn unsupported_storage_is_a_clear_error() {
     let missing = Paths {
         config_dir: Some("/nonexistent-wharf".into()),
         data_dir: "d".into(),
+        storage_preference: None,
     };
     assert!(
         resolve(&missing)
@@ -157,11 +178,97 @@ fn embedded_default_lives_in_the_data_dir() {
     let paths = Paths {
         config_dir: None,
         data_dir: "/srv/wharf".into(),
+        storage_preference: None,
     };
     let resolved = resolve(&paths).unwrap();
     assert_eq!(resolved.db_uri, "sqlite:////srv/wharf/wharf.db");
     assert_eq!(
-        resolved.storage_path,
-        std::path::PathBuf::from("/srv/wharf/storage")
+        resolved.locations,
+        vec![(
+            "default".to_string(),
+            config::StorageDriverConfig::Local {
+                storage_path: "/srv/wharf/storage".into()
+            }
+        )]
     );
+}
+
+/// Resolves a config.yaml body with an optional node preference.
+fn resolve_yaml(
+    yaml: &str,
+    preference: Option<&[&str]>,
+) -> Result<server::Resolved, server::ServerError> {
+    let config_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config_dir.path().join("config.yaml"),
+        format!("DATABASE_SECRET_KEY: k\n{yaml}"),
+    )
+    .unwrap();
+    resolve(&Paths {
+        config_dir: Some(config_dir.path().to_path_buf()),
+        data_dir: "unused".into(),
+        storage_preference: preference.map(|p| p.iter().map(|s| s.to_string()).collect()),
+    })
+}
+
+const THREE_BUCKETS: &str = "DISTRIBUTED_STORAGE_CONFIG:
+  us: [S3Storage, {s3_bucket: us, host: s3.example, s3_access_key: a, s3_secret_key: b}]
+  eu: [S3Storage, {s3_bucket: eu, host: s3.example, s3_access_key: a, s3_secret_key: b}]
+  ap: [S3Storage, {s3_bucket: ap, host: s3.example, s3_access_key: a, s3_secret_key: b}]
+";
+
+#[test]
+fn locations_follow_the_nodes_preference_then_the_config() {
+    let ids = |r: server::Resolved| {
+        r.locations
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>()
+    };
+    let r = resolve_yaml(THREE_BUCKETS, None).unwrap();
+    assert_eq!(
+        ids(r),
+        ["us", "eu", "ap"],
+        "config order without a preference"
+    );
+    let yaml = format!("{THREE_BUCKETS}DISTRIBUTED_STORAGE_PREFERENCE: [eu]\n");
+    let r = resolve_yaml(&yaml, None).unwrap();
+    assert_eq!(
+        ids(r),
+        ["eu", "us", "ap"],
+        "preferred first, the rest for reads"
+    );
+    // QUAY_DISTRIBUTED_STORAGE_PREFERENCE (per node) wins over the shared config.
+    let r = resolve_yaml(&yaml, Some(&["ap", "us"])).unwrap();
+    assert_eq!(ids(r), ["ap", "us", "eu"]);
+    let err = resolve_yaml(&yaml, Some(&["mars"]))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("\"mars\""), "{err}");
+}
+
+#[test]
+fn replication_needs_object_storage_and_known_locations() {
+    let local = "FEATURE_STORAGE_REPLICATION: true
+DISTRIBUTED_STORAGE_CONFIG:
+  here: [LocalStorage, {storage_path: /srv/a}]
+  there: [S3Storage, {s3_bucket: b, host: s3.example, s3_access_key: a, s3_secret_key: b}]
+";
+    let err = resolve_yaml(local, None).err().unwrap().to_string();
+    assert!(
+        err.contains("\"here\" is LocalStorage") && err.contains("FEATURE_STORAGE_REPLICATION"),
+        "{err}"
+    );
+    let unknown = format!(
+        "{THREE_BUCKETS}FEATURE_STORAGE_REPLICATION: true\n\
+         DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS: [us, moon]\n"
+    );
+    let err = resolve_yaml(&unknown, None).err().unwrap().to_string();
+    assert!(err.contains("\"moon\""), "{err}");
+    let fine = format!(
+        "{THREE_BUCKETS}FEATURE_STORAGE_REPLICATION: true\n\
+         DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS: [us, eu]\n"
+    );
+    assert!(resolve_yaml(&fine, None).is_ok());
 }

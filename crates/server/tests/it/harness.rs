@@ -23,6 +23,12 @@ pub struct TestApp {
     pub auth: auth::Auth,
     /// The account `tester`, whose password is [`TESTER_PASSWORD`].
     pub tester: db::AccountRow,
+    /// The served registry's services (the garbage collector run through them counts in
+    /// [`TestApp::metrics`]).
+    pub registry: Registry,
+    /// The served app's metrics, with `tracked` a tracked namespace and database figures
+    /// refreshed on every scrape.
+    pub metrics: server::metrics::Metrics,
     tokens: Mutex<HashMap<String, String>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -111,19 +117,20 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(
-            App::new(
-                registry,
-                auth.clone(),
-                api::ApiFeatures {
-                    user_initialize: true,
-                    ..Default::default()
-                },
-            )
-            .serve(listener, async move {
-                let _ = rx.await;
-            }),
+        let app = App::with_options(
+            registry,
+            auth.clone(),
+            api::ApiFeatures {
+                user_initialize: true,
+                permanently_delete_tags: true,
+                ..Default::default()
+            },
+            test_options(),
         );
+        let (registry, metrics) = (app.registry.clone(), app.metrics.clone());
+        tokio::spawn(app.serve(listener, async move {
+            let _ = rx.await;
+        }));
         TestApp {
             base: format!("http://{addr}"),
             client: Client::builder()
@@ -134,6 +141,8 @@ impl TestApp {
             storage,
             auth,
             tester,
+            registry,
+            metrics,
             tokens: Mutex::new(HashMap::new()),
             shutdown: Some(tx),
         }
@@ -541,4 +550,147 @@ pub async fn oauth_token_for(app: &TestApp, org_id: i64, scope: &str) -> String 
         .await
         .unwrap();
     token
+}
+
+// Apps over given storage locations (object stores), and further nodes of one installation.
+
+impl TestApp {
+    /// A server over a fresh database and the given storage `locations` (uploads go to the
+    /// first), with these settings. `storage` is an unused empty directory.
+    pub async fn on_locations(
+        engine: Engine,
+        locations: Vec<(String, Arc<dyn storage::BlobStore>)>,
+        settings: Settings,
+    ) -> TestApp {
+        let db = TestDb::new(engine).await;
+        let registry = Registry::with_locations(registry_db(&db).await, locations, settings)
+            .await
+            .unwrap();
+        let auth = auth::Auth::open(
+            registry_db(&db).await,
+            TEST_SECRET,
+            auth::AuthSettings::default(),
+        )
+        .await
+        .unwrap();
+        let tester = create_user(&db.db, "tester").await;
+        let (base, shutdown, app) = serve_in_background(registry, auth.clone()).await;
+        TestApp {
+            base,
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            db,
+            storage: tempfile::tempdir().unwrap(),
+            auth,
+            tester,
+            registry: app.registry,
+            metrics: app.metrics,
+            tokens: Mutex::new(HashMap::new()),
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// Another server over this app's database and the given locations, with its own
+    /// `Registry`, `Auth` and drivers: what another node of the installation (another
+    /// process, another machine) would be.
+    pub async fn node(
+        &self,
+        locations: Vec<(String, Arc<dyn storage::BlobStore>)>,
+        settings: Settings,
+    ) -> Node {
+        let registry = Registry::with_locations(registry_db(&self.db).await, locations, settings)
+            .await
+            .unwrap();
+        let auth = auth::Auth::open(
+            registry_db(&self.db).await,
+            TEST_SECRET,
+            auth::AuthSettings::default(),
+        )
+        .await
+        .unwrap();
+        let (base, shutdown, _) = serve_in_background(registry, auth).await;
+        Node {
+            base,
+            client: self.client.clone(),
+            shutdown: Some(shutdown),
+        }
+    }
+}
+
+/// A further node made by [`TestApp::node`], stopped when dropped.
+pub struct Node {
+    pub base: String,
+    client: Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Node {
+    /// A request to this node as `tester`, with a `pull,push` token for `repo` from the
+    /// node's own `/v2/auth` (tokens name the host they were issued for as their audience).
+    pub async fn req(&self, method: Method, repo: &str, path: &str) -> RequestBuilder {
+        let host = self.base.trim_start_matches("http://");
+        let url = format!(
+            "{}/v2/auth?service={host}&scope=repository:{repo}:pull,push",
+            self.base
+        );
+        let r = self
+            .client
+            .get(url)
+            .basic_auth("tester", Some(TESTER_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "a token from {}", self.base);
+        let body: Value = r.json().await.unwrap();
+        let token = body["token"].as_str().unwrap();
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        self.client.request(method, url).bearer_auth(token)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Serves `registry` on an ephemeral port until the returned sender fires or drops; returns
+/// the address, the sender and (a clone of) the app served.
+async fn serve_in_background(
+    registry: Registry,
+    auth: auth::Auth,
+) -> (String, tokio::sync::oneshot::Sender<()>, App) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let features = api::ApiFeatures {
+        user_initialize: true,
+        ..Default::default()
+    };
+    let app = App::with_options(registry, auth, features, test_options());
+    tokio::spawn(app.clone().serve(listener, async move {
+        let _ = rx.await;
+    }));
+    (format!("http://{addr}"), tx, app)
+}
+
+/// The HTTP options of test apps: no limits, `tracked` a tracked namespace, and database
+/// figures of `/metrics` read on every scrape.
+fn test_options() -> server::HttpOptions {
+    server::HttpOptions {
+        monitoring: server::metrics::Monitoring {
+            tracked_namespaces: vec!["tracked".to_string()],
+            refresh_interval: std::time::Duration::ZERO,
+            redis: None,
+        },
+        ..Default::default()
+    }
 }

@@ -17,6 +17,7 @@
 mod access;
 mod digest;
 mod docker;
+mod georeplication;
 mod images;
 mod oras;
 mod podman;
@@ -25,4 +26,5 @@ mod registry;
 mod robots;
 mod skopeo;
 mod sync;
+mod tls;
 mod tools;

@@ -179,12 +179,31 @@ async fn wait_for_v2(name: &str, host: &str, expected: StatusCode) -> anyhow::Re
     }
 }
 
-/// The `wharf` binary under test, serving on its own data directory.
+/// The `wharf` binary under test, serving on its own data directory or a config directory.
 pub struct Wharf {
     daemon: Daemon,
-    data: PathBuf,
+    /// `--data-dir DIR` or `--config-dir DIR`: where this Wharf's state is.
+    location: [String; 2],
     /// `127.0.0.1:PORT`, as image references spell a registry.
     pub host: String,
+    /// `127.0.0.1:PORT` of the HTTPS listener, when [`WharfOptions::https`] asked for one.
+    pub tls_host: Option<String>,
+}
+
+/// How to start a Wharf other than on the embedded default.
+#[derive(Clone, Debug, Default)]
+pub struct WharfOptions {
+    /// A directory holding `config.yaml`.
+    pub config_dir: Option<PathBuf>,
+    /// Extra environment, e.g. `QUAY_DISTRIBUTED_STORAGE_PREFERENCE`.
+    pub env: Vec<(String, String)>,
+    /// Extra `serve` arguments, e.g. `--no-workers`.
+    pub args: Vec<String>,
+    /// Distinguishes the logs of several Wharfs in one directory.
+    pub name: String,
+    /// Also serve HTTPS (`--listen-tls` on a second free port); the config directory must
+    /// hold `ssl.cert` and `ssl.key`.
+    pub https: bool,
 }
 
 /// A Wharf user: what clients are given to log in with.
@@ -202,25 +221,43 @@ impl User {
 
 impl Wharf {
     pub async fn start(dir: &Path) -> anyhow::Result<Wharf> {
-        let data = dir.join("wharf-data");
+        Self::start_with(dir, WharfOptions::default()).await
+    }
+
+    pub async fn start_with(dir: &Path, options: WharfOptions) -> anyhow::Result<Wharf> {
+        let location = match &options.config_dir {
+            Some(config) => [
+                "--config-dir".to_string(),
+                crate::tools::path(config).to_string(),
+            ],
+            None => [
+                "--data-dir".to_string(),
+                crate::tools::path(&dir.join("wharf-data")).to_string(),
+            ],
+        };
+        let tls_port = std::cell::Cell::new(None);
         let command = |port: u16| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_wharf"));
+            let mut c = wharf_command();
             c.arg("serve")
-                .arg("--data-dir")
-                .arg(&data)
+                .args(&location)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
-                .env("NO_COLOR", "1")
+                .args(&options.args)
                 // The readiness line is logged at info: a caller's WHARF_LOG must not hide it.
-                .env("WHARF_LOG", "info")
-                .env_remove("WHARF_CONFIG_DIR")
-                .env_remove("WHARF_DATA_DIR")
-                .env_remove("WHARF_LISTEN");
+                .env("WHARF_LOG", "info");
+            c.envs(options.env.iter().map(|(k, v)| (k, v)));
+            if options.https {
+                // A lost race for this port ends in "cannot listen on" too, and a retry.
+                let port = free_port()?;
+                c.arg("--listen-tls").arg(format!("127.0.0.1:{port}"));
+                tls_port.set(Some(port));
+            }
             Ok(c)
         };
+        let log = format!("wharf{}.log", options.name);
         let (daemon, port) = start_on_free_port(
             "wharf",
-            &dir.join("wharf.log"),
+            &dir.join(log),
             command,
             "wharf is serving the registry",
             &["cannot listen on"],
@@ -228,7 +265,44 @@ impl Wharf {
         .await?;
         let host = format!("127.0.0.1:{port}");
         wait_for_v2("wharf", &host, StatusCode::UNAUTHORIZED).await?;
-        Ok(Wharf { daemon, data, host })
+        Ok(Wharf {
+            daemon,
+            location,
+            host,
+            tls_host: tls_port.get().map(|port| format!("127.0.0.1:{port}")),
+        })
+    }
+
+    /// The process id of the server, e.g. to signal it.
+    pub fn pid(&self) -> u32 {
+        self.daemon.child.id()
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    /// Starts `wharf worker NAMES…` on the same data or config directory, with `env`.
+    pub fn worker(
+        &self,
+        dir: &Path,
+        names: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
+        let mut c = wharf_command();
+        c.arg("worker").args(&self.location).args(names);
+        c.env("WHARF_LOG", "info");
+        c.envs(env.iter().copied());
+        let log = dir.join(format!("worker-{}.log", names.join("-")));
+        Daemon::spawn("wharf worker", c, &log, Duration::from_secs(10))
+    }
+
+    /// Runs `wharf ARGS… <location>` to completion and returns its standard output.
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(self.location.iter().map(String::as_str));
+        Ok(wharf_tool().run(all).await?.stdout)
     }
 
     /// Creates user `name` (password `<name>-e2e-password`) with `wharf admin create-user`
@@ -236,12 +310,7 @@ impl Wharf {
     pub async fn create_user(&self, name: &str) -> anyhow::Result<User> {
         let password = format!("{name}-e2e-password");
         let email = format!("{name}@example.com");
-        let wharf = Tool::at(env!("CARGO_BIN_EXE_wharf").into())
-            .with_env("WHARF_LOG", "warn")
-            .with_env("NO_COLOR", "1")
-            .without_env("WHARF_CONFIG_DIR")
-            .without_env("WHARF_DATA_DIR");
-        let out = wharf
+        let out = wharf_tool()
             .run_with_stdin(
                 [
                     "admin",
@@ -249,8 +318,8 @@ impl Wharf {
                     name,
                     "--email",
                     &email,
-                    "--data-dir",
-                    crate::tools::path(&self.data),
+                    &self.location[0],
+                    &self.location[1],
                 ],
                 Stdin::Bytes(format!("{password}\n").as_bytes()),
             )
@@ -287,6 +356,28 @@ impl Wharf {
         anyhow::ensure!(bad.is_empty(), "wharf logged errors:\n{}", bad.join("\n"));
         Ok(())
     }
+}
+
+/// The `wharf` binary with an environment that only the test decides.
+fn wharf_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    c.env("NO_COLOR", "1")
+        .env_remove("WHARF_CONFIG_DIR")
+        .env_remove("WHARF_DATA_DIR")
+        .env_remove("WHARF_LISTEN")
+        .env_remove("WHARF_LISTEN_TLS")
+        .env_remove("QUAY_DISTRIBUTED_STORAGE_PREFERENCE");
+    c
+}
+
+/// The `wharf` binary as a one-shot tool (admin commands).
+fn wharf_tool() -> Tool {
+    Tool::at(env!("CARGO_BIN_EXE_wharf").into())
+        .with_env("WHARF_LOG", "warn")
+        .with_env("NO_COLOR", "1")
+        .without_env("WHARF_CONFIG_DIR")
+        .without_env("WHARF_DATA_DIR")
+        .without_env("QUAY_DISTRIBUTED_STORAGE_PREFERENCE")
 }
 
 /// CNCF Distribution 2.8 (Debian's `docker-registry`) on a filesystem root in `dir`.

@@ -93,6 +93,23 @@ impl Registry {
         Ok((status, headers, body.to_vec()))
     }
 
+    /// Where GET `/v2/<path>` redirects to (None when it answers without a redirect).
+    pub async fn redirect(&self, path: &str) -> anyhow::Result<Option<String>> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let not_following = Registry {
+            client,
+            ..self.clone()
+        };
+        let (status, headers, _) = not_following.get(path, "*/*").await?;
+        Ok(if status.is_redirection() {
+            header(&headers, "location")
+        } else {
+            None
+        })
+    }
+
     async fn send(
         &self,
         url: &str,

@@ -13,6 +13,8 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod cli;
+mod gc;
+mod validate_config;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
