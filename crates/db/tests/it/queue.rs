@@ -331,7 +331,9 @@ pools_test!(
         fill(&db, "repositorygc", 5, 5).await;
         let doomed = Db::connect(&uri).await.unwrap();
         let mut stale = Vec::new();
-        while let Some(item) = doomed.queue_claim("repositorygc", 300).await.unwrap() {
+        // A lease long enough that a loaded machine finishes the claims and the check below
+        // within it, short enough to wait out.
+        while let Some(item) = doomed.queue_claim("repositorygc", 1_500).await.unwrap() {
             stale.push(item);
         }
         assert_eq!(stale.len(), 5);
@@ -345,7 +347,7 @@ pools_test!(
                 .is_none(),
             "leases still live"
         );
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        tokio::time::sleep(Duration::from_millis(1_600)).await;
         let mut ids = Vec::new();
         while let Some(item) = survivor.queue_claim("repositorygc", 30_000).await.unwrap() {
             assert_eq!(
