@@ -354,14 +354,8 @@ impl Db {
         after_id: i64,
         limit: u64,
     ) -> Result<(Vec<i64>, Option<i64>), DbError> {
-        let batch: Vec<i64> = blob::Entity::find()
-            .select_only()
-            .column(blob::Column::Id)
-            .filter(blob::Column::Id.gt(after_id))
-            .order_by_asc(blob::Column::Id)
-            .limit(limit)
-            .into_tuple()
-            .all(&self.read)
+        let batch = self
+            .ids_after::<blob::Entity>(blob::Column::Id, after_id, limit)
             .await?;
         let Some(last) = batch.last().copied() else {
             return Ok((Vec::new(), None));
@@ -378,6 +372,24 @@ impl Db {
         Ok((unreferenced, Some(last)))
     }
 
+    /// The next `limit` ids of a table after `after_id`, in order: one batch of a scan.
+    async fn ids_after<E: EntityTrait>(
+        &self,
+        id: E::Column,
+        after_id: i64,
+        limit: u64,
+    ) -> Result<Vec<i64>, DbError> {
+        Ok(E::find()
+            .select_only()
+            .column(id)
+            .filter(id.gt(after_id))
+            .order_by_asc(id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.read)
+            .await?)
+    }
+
     /// Manifests with ids after `after_id` (at most `limit` looked at) that nothing references,
     /// as `(repository id, manifest id)`: leftovers a step could not finish. Returns them and
     /// where the next batch starts (None: the scan is over). A hint only:
@@ -387,14 +399,8 @@ impl Db {
         after_id: i64,
         limit: u64,
     ) -> Result<(Vec<(i64, i64)>, Option<i64>), DbError> {
-        let batch: Vec<i64> = manifest::Entity::find()
-            .select_only()
-            .column(manifest::Column::Id)
-            .filter(manifest::Column::Id.gt(after_id))
-            .order_by_asc(manifest::Column::Id)
-            .limit(limit)
-            .into_tuple()
-            .all(&self.read)
+        let batch = self
+            .ids_after::<manifest::Entity>(manifest::Column::Id, after_id, limit)
             .await?;
         let Some(last) = batch.last().copied() else {
             return Ok((Vec::new(), None));

@@ -668,18 +668,25 @@ async fn serve_in_background(
     registry: Registry,
     auth: auth::Auth,
 ) -> (String, tokio::sync::oneshot::Sender<()>, App) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let features = api::ApiFeatures {
         user_initialize: true,
         ..Default::default()
     };
     let app = App::with_options(registry, auth, features, test_options());
-    tokio::spawn(app.clone().serve(listener, async move {
+    let (base, tx) = serve_app(app.clone()).await;
+    (base, tx, app)
+}
+
+/// Serves `app` on an ephemeral port until the returned sender fires or drops; returns its
+/// base URL.
+pub async fn serve_app(app: App) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async move {
         let _ = rx.await;
     }));
-    (format!("http://{addr}"), tx, app)
+    (format!("http://{addr}"), tx)
 }
 
 /// The HTTP options of test apps: no limits, `tracked` a tracked namespace, and database

@@ -134,13 +134,7 @@ async fn with_redis(app: &TestApp, port: u16) -> (String, tokio::sync::oneshot::
         api::ApiFeatures::default(),
         options,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(served.serve(listener, async move {
-        let _ = rx.await;
-    }));
-    (base, tx)
+    crate::harness::serve_app(served).await
 }
 
 /// Redis at 127.0.0.1:6379 (the test machine's; see TESTING.md) answers; a port where nothing

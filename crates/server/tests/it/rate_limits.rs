@@ -24,13 +24,7 @@ async fn limited(app: &TestApp) -> (String, tokio::sync::oneshot::Sender<()>) {
         Default::default(),
         options,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(served.serve(listener, async move {
-        let _ = rx.await;
-    }));
-    (base, tx)
+    crate::harness::serve_app(served).await
 }
 
 /// The statuses of `n` anonymous GETs of `path`.
