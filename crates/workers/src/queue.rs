@@ -415,13 +415,13 @@ mod tests {
                     let progress = r#"{"progress": 1}"#;
                     seen.extended
                         .push(item.extend(Duration::from_secs(60), Some(progress)).await?);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(1_500)).await;
                     seen.extended
                         .push(item.extend(Duration::from_secs(61), None).await?);
                     Err(JobError::Retry("resume later".into()))
                 }
                 Step::Stall => {
-                    tokio::time::sleep(self.lease + Duration::from_millis(200)).await;
+                    tokio::time::sleep(self.lease + Duration::from_millis(800)).await;
                     seen.extended
                         .push(item.extend(Duration::from_secs(60), None).await?);
                     Ok(())
@@ -569,7 +569,9 @@ mod tests {
     db_test!(
         leases_are_extended_and_progress_saved,
         |db: Db| async move {
-            let lease = Duration::from_millis(300);
+            // Timings leave a loaded machine room: the job extends at once, the other
+            // claimer comes after the original lease, and the job holds the item past that.
+            let lease = Duration::from_millis(1_000);
             let (mut w, state) = worker(&db, lease, &[Step::ExtendAndHold]);
             db.queue_put("testqueue/x/", r#"{"progress": 0}"#, 0, 5)
                 .await
@@ -577,7 +579,7 @@ mod tests {
             let other = db.clone();
             let (unit, stolen) = tokio::join!(w.work(), async move {
                 // Past the original lease, while the job still holds the item.
-                tokio::time::sleep(Duration::from_millis(400)).await;
+                tokio::time::sleep(Duration::from_millis(1_200)).await;
                 other.queue_claim(QUEUE, 60_000).await.unwrap()
             });
             assert_eq!(unit.unwrap(), Work::Busy);
@@ -591,12 +593,12 @@ mod tests {
     );
 
     db_test!(a_lost_lease_is_reported, |db: Db| async move {
-        let lease = Duration::from_millis(100);
+        let lease = Duration::from_millis(500);
         let (mut w, state) = worker(&db, lease, &[Step::Stall]);
         db.queue_put("testqueue/x/", "{}", 0, 5).await.unwrap();
         let other = db.clone();
         let (unit, taken) = tokio::join!(w.work(), async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(900)).await;
             other.queue_claim(QUEUE, 60_000).await.unwrap()
         });
         assert_eq!(unit.unwrap(), Work::Busy);
@@ -611,10 +613,10 @@ mod tests {
     db_test!(a_killed_workers_item_comes_back, |db: Db| async move {
         db.queue_put("testqueue/x/", "{}", 0, 5).await.unwrap();
         // A worker claims the item and dies: nothing completes it or gives it back.
-        let dead = db.queue_claim(QUEUE, 100).await.unwrap().unwrap();
+        let dead = db.queue_claim(QUEUE, 1_000).await.unwrap().unwrap();
         let (mut w, state) = worker(&db, LEASE, &[]);
         assert_eq!(w.work().await.unwrap(), Work::Idle, "still leased");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
         assert_eq!(w.work().await.unwrap(), Work::Busy);
         assert_eq!(retries_seen(&state), [3], "the dead claim spent one retry");
         assert!(!db.queue_complete(&dead).await.unwrap());
